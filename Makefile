@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    the DAG end to end on the local platform (moto S3 + Azurite + Spark local mode)
+#   make test   lint + the whole test suite (what CI runs)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt spark_jobs/requirements.txt package-lock.json | sha256sum | cut -c1-16)
+
+# PySpark must run its workers with the venv's Python, not whatever python3 is on PATH.
+export PYSPARK_PYTHON := $(abspath $(BIN)/python)
+export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
+export PATH := $(abspath $(BIN)):$(abspath node_modules/.bin):$(PATH)
+
+.PHONY: venv lint test run bench clean
+
+$(STAMP): requirements.txt spark_jobs/requirements.txt package.json package-lock.json
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet uv==0.13.9
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
+	npm ci --no-audit --no-fund --loglevel=error
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+run: venv
+	$(BIN)/python -m localdev.run_pipeline $(ARGS)
+
+bench: venv
+	$(BIN)/python -m benchmarks.featurize
+	$(BIN)/python -m benchmarks.quality
+	$(BIN)/python -m benchmarks.pca
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .local-runs

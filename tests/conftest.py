@@ -1,0 +1,54 @@
+"""Shared fixtures: a local SparkSession, the shared real data and the pretrained weights."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FRUITS_SHARED_DIR", REPO.parent / "shared"))
+SAMPLE_DIR = SHARED / "data" / "fruits360-sample"
+PRETRAINED_WEIGHTS = SHARED / "models" / "mobilenet_v2_1.0_pretrained_no_top.weights.h5"
+
+# Python workers must use this interpreter and find the job modules (the UDFs of an imported
+# job module are pickled by reference). Set before any JVM starts.
+os.environ["PYSPARK_PYTHON"] = sys.executable
+os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(REPO / "spark_jobs"), str(REPO / "plugins"), os.environ.get("PYTHONPATH", "")]
+).rstrip(os.pathsep)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("fruits-tests")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.memory", "2g")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    if not SAMPLE_DIR.is_dir():
+        pytest.fail(f"shared sample not found at {SAMPLE_DIR} (set FRUITS_SHARED_DIR)")
+    return SAMPLE_DIR
+
+
+@pytest.fixture(scope="session")
+def pretrained_weights() -> Path:
+    if not PRETRAINED_WEIGHTS.is_file():
+        pytest.fail(f"pretrained weights not found at {PRETRAINED_WEIGHTS}")
+    return PRETRAINED_WEIGHTS
