@@ -1,0 +1,177 @@
+"""featurize.py end to end on real Fruits-360 photos and the pretrained MobileNetV2 backbone."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from spark_submit import spark_submit
+
+pytestmark = pytest.mark.spark
+
+GUARD = Path(__file__).parent / "worker_guard"
+CLASSES = 2  # first N classes of each split folder: ~160 real photos, enough to be telling
+
+
+def broken_files() -> dict[str, bytes]:
+    """Relative path -> bytes of inputs that must land in quarantine, not crash the job."""
+    jpeg = io.BytesIO()
+    Image.effect_noise((120, 120), 50).convert("RGB").save(jpeg, "JPEG")
+    bomb = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(bomb, "PNG")
+    return {
+        "Training/Broken/zero bytes.jpg": b"",
+        "Training/Broken/truncated.jpg": jpeg.getvalue()[:800],
+        "Test/Broken/page.jpeg": b"<!doctype html><html><body>404</body></html>",
+        "Test/Broken/bomb.png": bomb.getvalue(),
+    }
+
+
+def copy_sample(sample_dir: Path, target: Path, classes: int) -> list[Path]:
+    copied = []
+    for split in ("Training", "Test"):
+        for folder in sorted((sample_dir / split).iterdir())[:classes]:
+            shutil.copytree(folder, target / split / folder.name)
+            copied += sorted((target / split / folder.name).glob("*.jpg"))
+    return copied
+
+
+def keras_reference(paths: list[Path], weights: Path) -> np.ndarray:
+    """Features of the same photos from plain Keras, independent of the job's code."""
+    import keras
+
+    model = keras.applications.MobileNetV2(
+        input_shape=(224, 224, 3), include_top=False, pooling="avg", weights=None
+    )
+    model.load_weights(weights)
+    batch = np.stack(
+        [
+            keras.utils.img_to_array(
+                keras.utils.load_img(p, target_size=(224, 224), interpolation="bilinear")
+            )
+            for p in paths
+        ]
+    )
+    inputs = keras.applications.mobilenet_v2.preprocess_input(batch)
+    return model.predict(inputs, batch_size=32, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, sample_dir, pretrained_weights):
+    root = tmp_path_factory.mktemp("featurize")
+    good = copy_sample(sample_dir, root / "in", CLASSES)
+    for relative, content in broken_files().items():
+        (root / "in" / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / "in" / relative).write_bytes(content)
+    (root / "in" / "Training" / "README.txt").write_text("not an image: never read")
+    guard_log = root / "worker_guard.log"
+    result = spark_submit(
+        "featurize",
+        *("--input", str(root / "in"), "--output", str(root / "out" / "features")),
+        *("--quarantine", str(root / "out" / "quarantine")),
+        *("--weights", str(pretrained_weights)),
+        conf={
+            "spark.executorEnv.PYTHONPATH": str(GUARD),
+            "spark.executorEnv.FRUITS_WORKER_GUARD": str(guard_log),
+        },
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return root, good, guard_log
+
+
+def read_parquet(path: Path):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pandas()
+
+
+def local_path(uri: str) -> Path:
+    return Path(uri.removeprefix("file:"))
+
+
+def test_features_equal_a_plain_keras_reference(run, pretrained_weights):
+    root, good, _ = run
+    features = read_parquet(root / "out" / "features")
+    assert sorted(local_path(p) for p in features["path"]) == sorted(good)
+
+    by_path = {local_path(p): np.asarray(v) for p, v in zip(features["path"], features["features"])}
+    ours = np.stack([by_path[p] for p in good])
+    reference = keras_reference(good, pretrained_weights)
+    assert ours.shape == (len(good), 1280) and ours.dtype == np.float32
+    cosine = (
+        (ours * reference).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(reference, axis=1)
+    )
+    assert cosine.min() >= 0.9999, f"worst cosine {cosine.min():.6f}"
+
+
+def test_labels_and_splits_come_from_the_folders(run):
+    root, _, _ = run
+    features = read_parquet(root / "out" / "features")
+    for uri, label, split in zip(features["path"], features["label"], features["split"]):
+        path = local_path(uri)
+        assert label == path.parent.name
+        assert split == path.parent.parent.name
+    assert set(features["split"]) == {"Training", "Test"}
+
+
+def test_broken_files_are_quarantined_with_a_reason(run):
+    root, _, _ = run
+    quarantine = read_parquet(root / "out" / "quarantine")
+    reasons = {local_path(p).name: e for p, e in zip(quarantine["path"], quarantine["error"])}
+    assert set(reasons) == {Path(r).name for r in broken_files()}
+    assert "empty file" in reasons["zero bytes.jpg"]
+    assert "truncated" in reasons["truncated.jpg"] or "broken" in reasons["truncated.jpg"]
+    assert "not a readable JPEG or PNG image" in reasons["page.jpeg"]
+    assert "decompression bomb" in reasons["bomb.png"]
+
+
+def test_manifest_counts_and_weights_are_exact(run, pretrained_weights):
+    root, good, _ = run
+    manifest = json.loads((root / "out" / "features" / "_manifest.json").read_text())
+    assert manifest["counts"] == {
+        "read": len(good) + len(broken_files()),
+        "featurized": len(good),
+        "quarantined": len(broken_files()),
+    }
+    assert (
+        manifest["weights"]["sha256"] == hashlib.sha256(pretrained_weights.read_bytes()).hexdigest()
+    )
+    assert manifest["weights"]["source"].endswith(pretrained_weights.name)
+    assert manifest["image_size"] == 224
+    assert {"spark", "tensorflow", "python"} <= set(manifest["versions"])
+
+
+def test_workers_never_load_weights_themselves(run):
+    """The guard was armed in the Python workers and nothing tried to load weights there."""
+    _, _, guard_log = run
+    lines = guard_log.read_text().splitlines()
+    assert any(line.endswith("ARMED") for line in lines), "guard never loaded in a worker"
+    assert not [line for line in lines if "BLOCKED" in line]
+
+
+def test_the_guard_catches_a_worker_that_loads_weights(tmp_path, pretrained_weights):
+    """Control for the test above: the same guard refuses Keras loading the weights file."""
+    log = tmp_path / "guard.log"
+    probe = (
+        "import keras\n"
+        "m = keras.applications.MobileNetV2(include_top=False, pooling='avg', weights=None)\n"
+        f"m.load_weights({str(pretrained_weights)!r})\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={"PYTHONPATH": str(GUARD), "FRUITS_WORKER_GUARD": str(log), "PATH": "/usr/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "worker_guard" in result.stderr
+    assert "BLOCKED open HDF5 file" in log.read_text()
