@@ -330,7 +330,8 @@ def split_of(path: Column) -> Column:
     """'Training' or 'Test' when such a folder is on the path (nearest one wins), else ''."""
     folders = F.slice(F.split(path, "/"), 1, F.size(F.split(path, "/")) - 1)
     named = F.filter(folders, lambda folder: folder.isin(*SPLIT_FOLDERS))
-    return F.coalesce(F.element_at(named, -1), F.lit(""))
+    # element_at on an empty array is an error under ANSI SQL (Spark 4's default), so test size.
+    return F.when(F.size(named) > 0, F.element_at(named, -1)).otherwise(F.lit(""))
 
 
 EMPTY_FILE_ERROR = "ValueError: empty file"

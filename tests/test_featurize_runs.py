@@ -1,0 +1,139 @@
+"""featurize.main in-process: re-runs replace the output, and each way a run can fail says why."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import featurize
+import pytest
+
+pytestmark = pytest.mark.spark
+
+SMALL = ["--image-size", "32"]  # seeded random weights at 32x32: fast, same code path
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory) -> Path:
+    import keras
+
+    keras.utils.set_random_seed(7)
+    path = tmp_path_factory.mktemp("weights") / "random.weights.h5"
+    featurize.build_keras_backbone(32).save_weights(path)
+    return path
+
+
+def photos(sample_dir: Path, target: Path, split: str, count: int) -> Path:
+    source = sorted((sample_dir / split).iterdir())[0]
+    (target / split / source.name).mkdir(parents=True)
+    for image in sorted(source.glob("*.jpg"))[:count]:
+        shutil.copy(image, target / split / source.name / image.name)
+    return target
+
+
+def run(input_dir: Path, output: Path, weights: Path, *extra: str) -> dict:
+    featurize.main(
+        ["--input", str(input_dir), "--output", str(output), "--weights", str(weights)]
+        + SMALL
+        + list(extra)
+    )
+    return json.loads((output / "_manifest.json").read_text())
+
+
+def parquet_rows(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
+def test_a_rerun_replaces_the_output_completely(spark, tmp_path, sample_dir, random_weights):
+    big = photos(sample_dir, tmp_path / "big", "Training", 12)
+    (big / "Training" / "bad.jpg").write_bytes(b"GIF89a not really")
+    small = photos(sample_dir, tmp_path / "small", "Test", 5)
+    output = tmp_path / "out" / "features"
+
+    first = run(big, output, random_weights)
+    assert first["counts"] == {"read": 13, "featurized": 12, "quarantined": 1}
+    second = run(small, output, random_weights)
+    assert second["counts"] == {"read": 5, "featurized": 5, "quarantined": 0}
+
+    rows = parquet_rows(output)
+    assert len(rows) == 5 and {r["split"] for r in rows} == {"Test"}
+    assert parquet_rows(Path(f"{output}_quarantine")) == []  # the first run's bad.jpg is gone
+    assert len({r["path"] for r in rows}) == 5
+
+
+def test_the_keras_engine_gives_the_same_features(spark, tmp_path, sample_dir, random_weights):
+    images = photos(sample_dir, tmp_path / "in", "Test", 6)
+    run(images, tmp_path / "tflite", random_weights)
+    manifest = run(images, tmp_path / "keras", random_weights, "--engine", "keras")
+    assert manifest["model"]["engine"] == "keras"
+
+    import numpy as np
+
+    tflite = {r["path"]: np.asarray(r["features"]) for r in parquet_rows(tmp_path / "tflite")}
+    keras = {r["path"]: np.asarray(r["features"]) for r in parquet_rows(tmp_path / "keras")}
+    assert tflite.keys() == keras.keys()
+    for path, vector in keras.items():
+        cosine = vector @ tflite[path] / np.linalg.norm(vector) / np.linalg.norm(tflite[path])
+        assert cosine >= 0.9999
+
+
+def test_an_empty_input_fails_with_a_clear_message(spark, tmp_path, random_weights):
+    (tmp_path / "empty" / "Training").mkdir(parents=True)
+    (tmp_path / "empty" / "Training" / "notes.txt").write_text("no photos here")
+    with pytest.raises(SystemExit, match="no .jpg/.jpeg/.png images found under"):
+        run(tmp_path / "empty", tmp_path / "out", random_weights)
+
+
+def test_a_missing_input_fails_with_a_clear_message(spark, tmp_path, random_weights):
+    with pytest.raises(SystemExit, match="does not exist"):
+        run(tmp_path / "nowhere", tmp_path / "out", random_weights)
+
+
+def test_nothing_readable_fails_but_keeps_the_quarantine(spark, tmp_path, random_weights):
+    (tmp_path / "in" / "Kiwi").mkdir(parents=True)
+    for name in ("a.jpg", "b.png"):
+        (tmp_path / "in" / "Kiwi" / name).write_bytes(b"\x00\x01garbage")
+    with pytest.raises(SystemExit, match="none of the 2 images .* could be read"):
+        run(tmp_path / "in", tmp_path / "out", random_weights)
+    quarantined = parquet_rows(tmp_path / "out_quarantine")
+    assert sorted(Path(r["path"]).name for r in quarantined) == ["a.jpg", "b.png"]
+    assert not (tmp_path / "out" / "_manifest.json").exists()
+
+
+def test_missing_weights_fail_before_any_image_is_featurized(spark, tmp_path, sample_dir):
+    images = photos(sample_dir, tmp_path / "in", "Test", 2)
+    with pytest.raises(Exception, match="nope.weights.h5"):
+        run(images, tmp_path / "out", tmp_path / "nope.weights.h5")
+    assert not (tmp_path / "out").exists()
+
+
+def test_offline_imagenet_weights_fail_loudly_without_fallback():
+    with pytest.raises(SystemExit, match="pass --weights with the URI of a pinned"):
+        featurize.load_weights_on_driver("imagenet", 32, "tflite", read_uri=None)
+
+
+@pytest.mark.parametrize(
+    ("path", "label", "split"),
+    [
+        ("s3://lake/in/Training/Apple Red 1/0_100.jpg", "Apple Red 1", "Training"),
+        ("file:/data/fruits/Test/Kiwi/r_3_100.jpg", "Kiwi", "Test"),
+        ("s3://lake/landing/2026-11-25/Kiwi/photo.png", "Kiwi", ""),
+        ("s3://lake/Test/archive/Training/Banana/b.jpg", "Banana", "Training"),  # nearest wins
+        ("s3://lake/Testing/Banana/b.jpg", "Banana", ""),  # whole folder names only
+    ],
+)
+def test_label_and_split_from_the_path(spark, path, label, split):
+    from pyspark.sql import functions as F
+
+    row = (
+        spark.createDataFrame([(path,)], "path string")
+        .select(
+            featurize.label_of(F.col("path")).alias("label"),
+            featurize.split_of(F.col("path")).alias("split"),
+        )
+        .first()
+    )
+    assert (row["label"], row["split"]) == (label, split)
