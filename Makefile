@@ -12,7 +12,12 @@ export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 export PATH := $(abspath $(BIN)):$(abspath node_modules/.bin):$(PATH)
 
-.PHONY: venv lint test run bench clean
+# Featurize any folder of photos: make featurize INPUT=~/photos OUTPUT=/tmp/features [WEIGHTS=...]
+INPUT ?= ../shared/data/fruits360-sample
+OUTPUT ?= .local-runs/features
+WEIGHTS ?= ../shared/models/mobilenet_v2_1.0_pretrained_no_top.weights.h5
+
+.PHONY: venv lint test run featurize bench clean
 
 $(STAMP): requirements.txt spark_jobs/requirements.txt package.json package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +37,10 @@ test: lint
 
 run: venv
 	$(BIN)/python -m localdev.run_pipeline $(ARGS)
+
+featurize: venv
+	$(BIN)/spark-submit --master 'local[*]' --driver-memory 4g spark_jobs/featurize.py \
+		--input $(INPUT) --output $(OUTPUT) --weights $(WEIGHTS)
 
 bench: venv
 	$(BIN)/python -m benchmarks.featurize

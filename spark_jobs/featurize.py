@@ -2,6 +2,7 @@
 
     spark-submit spark_jobs/featurize.py --input URI --output URI
         [--weights imagenet|URI] [--quarantine URI] [--image-size 224] [--engine tflite|keras]
+        [--model-cache URI]
 
 Reads every .jpg/.jpeg/.png under --input (Spark `binaryFile`, recursive), labels each image by its
 parent folder, and writes one row per image to Parquet at --output:
@@ -21,6 +22,7 @@ for the same float32 features. With `--engine keras` the weight arrays themselve
 from __future__ import annotations
 
 import argparse
+import ctypes
 import hashlib
 import io
 import os
@@ -30,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import unquote
 
 import numpy as np
@@ -44,9 +47,8 @@ SPLIT_FOLDERS = ("Training", "Test")
 # Images larger than this many pixels are refused before decoding (decompression bombs): a
 # 20000x20000 image would need 1.2 GB of RGB memory in a Python worker.
 MAX_IMAGE_PIXELS = 40_000_000
-# Images per model invocation inside a UDF batch: small enough to stay in cache, large enough
-# to amortise the call overhead.
-MICRO_BATCH = 16
+# Images per call of the Keras engine: small enough to stay in cache.
+KERAS_MICRO_BATCH = 16
 
 RESULT_TYPE = T.StructType(
     [
@@ -81,7 +83,7 @@ def decode_image(content: bytes, size: int) -> np.ndarray:
                 "(possible decompression bomb)"
             )
         image.load()
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)
         rgb = _to_rgb(image)
     rgb = rgb.resize((size, size), Image.BILINEAR)
     pixels = np.asarray(rgb, dtype=np.float32)
@@ -115,6 +117,16 @@ class LoadedWeights:
     sha256: str
     model_bytes: bytes  # what is broadcast: a TFLite flatbuffer or the pickled weight arrays
     engine: str
+    compiled_from: str  # "weights" (converted in this run) or the model-cache URI it came from
+
+
+@dataclass(frozen=True)
+class Storage:
+    """File access for the driver (jobio's Hadoop FileSystem calls, or plain files in tests)."""
+
+    read: Callable[[str], bytes]
+    write: Callable[[str, bytes], None]
+    exists: Callable[[str], bool]
 
 
 def build_keras_backbone(image_size: int, weights: str | None = None):
@@ -130,34 +142,67 @@ def build_keras_backbone(image_size: int, weights: str | None = None):
 
 
 def load_weights_on_driver(
-    weights: str, image_size: int, engine: str, read_uri: Callable[[str], bytes]
+    weights: str, image_size: int, engine: str, storage: Storage, model_cache: str | None = None
 ) -> LoadedWeights:
     """Load the weights once on the driver and serialise the model for broadcasting.
 
     `weights` is "imagenet" (Keras' own file; needs internet or a warm Keras cache) or the URI of
-    a `.weights.h5` file, read with `read_uri` (file:, s3://, dbfs:, ...).
-    Fails loudly, never falls back to other weights.
+    a `.weights.h5` file (file:, s3://, dbfs:, ...). Fails loudly, never falls back to other
+    weights. Converting to TFLite costs ~10 s of driver time; with `model_cache` the flatbuffer
+    is kept under a name made of the weights' sha256, the image size and the TensorFlow version,
+    so each weights version is converted once, not every night.
     """
     if weights == "imagenet":
-        try:
-            model = build_keras_backbone(image_size, weights="imagenet")
-        except Exception as error:
-            raise SystemExit(
-                "featurize: could not load Keras' ImageNet weights for MobileNetV2 "
-                f"({type(error).__name__}: {error}). Without internet access, pass "
-                "--weights with the URI of a pinned .weights.h5 artifact."
-            ) from error
+        model = _keras_imagenet_backbone(image_size)
         sha256 = _keras_cache_sha256(model)
-    else:
-        data = read_uri(weights)
-        sha256 = hashlib.sha256(data).hexdigest()
-        model = build_keras_backbone(image_size)
-        with tempfile.TemporaryDirectory() as scratch:
-            local = os.path.join(scratch, "backbone.weights.h5")
-            with open(local, "wb") as handle:
-                handle.write(data)
-            model.load_weights(local)
-    return LoadedWeights(weights, sha256, serialise_model(model, engine), engine)
+        return LoadedWeights(weights, sha256, serialise_model(model, engine), engine, "weights")
+
+    data = storage.read(weights)
+    sha256 = hashlib.sha256(data).hexdigest()
+    cached = model_cache_uri(model_cache, sha256, image_size) if engine == "tflite" else None
+    if cached and storage.exists(cached):
+        return LoadedWeights(weights, sha256, storage.read(cached), engine, cached)
+
+    model = build_keras_backbone(image_size)
+    with tempfile.TemporaryDirectory() as scratch:
+        local = os.path.join(scratch, "backbone.weights.h5")
+        with open(local, "wb") as handle:
+            handle.write(data)
+        model.load_weights(local)
+    model_bytes = serialise_model(model, engine)
+    if cached:
+        storage.write(cached, model_bytes)
+    return LoadedWeights(weights, sha256, model_bytes, engine, "weights")
+
+
+def model_cache_uri(model_cache: str | None, weights_sha256: str, image_size: int) -> str | None:
+    if not model_cache:
+        return None
+    name = f"mobilenet_v2-{weights_sha256[:16]}-{image_size}px-tf{tensorflow_version()}.tflite"
+    return model_cache.rstrip("/") + "/" + name
+
+
+def tensorflow_version() -> str:
+    """Without importing TensorFlow (3 s): a cached model must not pay for it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for distribution in ("tensorflow-cpu", "tensorflow"):
+        try:
+            return version(distribution)
+        except PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+def _keras_imagenet_backbone(image_size: int):
+    try:
+        return build_keras_backbone(image_size, weights="imagenet")
+    except Exception as error:
+        raise SystemExit(
+            "featurize: could not load Keras' ImageNet weights for MobileNetV2 "
+            f"({type(error).__name__}: {error}). Without internet access, pass "
+            "--weights with the URI of a pinned .weights.h5 artifact."
+        ) from error
 
 
 def _keras_cache_sha256(model) -> str:
@@ -182,72 +227,84 @@ def serialise_model(model, engine: str) -> bytes:
     raise ValueError(f"unknown engine {engine!r}")
 
 
-class Backbone:
-    """Runs the serialised model on batches of preprocessed images, one thread per Spark task."""
+class TFLiteBackbone:
+    """The broadcast TFLite flatbuffer under LiteRT/XNNPACK, one thread, one image per call.
 
-    def __init__(self, model_bytes: bytes, engine: str, image_size: int):
-        self.engine = engine
-        self.image_size = image_size
-        if engine == "tflite":
-            self._interpreter = _tflite_interpreter(model_bytes)
-            self._input = self._interpreter.get_input_details()[0]["index"]
-            self._output = self._interpreter.get_output_details()[0]["index"]
-            self._interpreter.resize_tensor_input(
-                self._input, [MICRO_BATCH, image_size, image_size, 3]
-            )
-            self._interpreter.allocate_tensors()
-        else:
-            import pickle
+    Measured on our CPU, one image per invocation is the fastest (209 images/s against 155 for
+    batches of 16): a single image's activations stay in cache.
+    """
 
-            import tensorflow as tf
+    def __init__(self, model_bytes: bytes, image_size: int):
+        # LiteRT (TensorFlow Lite's runtime) imports in 0.1 s without TensorFlow.
+        from ai_edge_litert.interpreter import Interpreter
 
-            # Spark already runs one task per core: TensorFlow using every core in every
-            # worker only adds contention.
-            tf.config.threading.set_intra_op_parallelism_threads(1)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-            model = build_keras_backbone(image_size)
-            model.set_weights(pickle.loads(model_bytes))  # noqa: S301 (our own broadcast)
-            self._keras = tf.function(lambda x: model(x, training=False))
+        self._interpreter = Interpreter(model_content=model_bytes, num_threads=1)
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+        self._interpreter.resize_tensor_input(self._input, [1, image_size, image_size, 3])
+        self._interpreter.allocate_tensors()
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """(n, size, size, 3) float32 -> (n, 1280) float32, in micro-batches."""
-        outputs = []
-        for start in range(0, len(images), MICRO_BATCH):
-            chunk = images[start : start + MICRO_BATCH]
-            outputs.append(self._predict_micro_batch(chunk))
-        return np.concatenate(outputs) if outputs else np.zeros((0, FEATURE_SIZE), np.float32)
-
-    def _predict_micro_batch(self, chunk: np.ndarray) -> np.ndarray:
-        n = len(chunk)
-        if self.engine == "keras":
-            return np.asarray(self._keras(chunk), dtype=np.float32)
-        if n < MICRO_BATCH:  # the interpreter keeps a fixed batch shape: pad the last chunk
-            padding = np.zeros((MICRO_BATCH - n, *chunk.shape[1:]), np.float32)
-            chunk = np.concatenate([chunk, padding])
-        self._interpreter.set_tensor(self._input, np.ascontiguousarray(chunk))
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output)[:n].copy()
+        """(n, size, size, 3) float32 -> (n, 1280) float32."""
+        features = np.empty((len(images), FEATURE_SIZE), np.float32)
+        for row, image in enumerate(images):
+            self._interpreter.set_tensor(self._input, image[np.newaxis])
+            self._interpreter.invoke()
+            features[row] = self._interpreter.get_tensor(self._output)[0]
+        return features
 
 
-def _tflite_interpreter(model_bytes: bytes):
-    try:  # LiteRT is TensorFlow Lite's new home, where it is installed
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import warnings
+class KerasBackbone:
+    """MobileNetV2 rebuilt from the broadcast weight arrays, run in micro-batches."""
+
+    def __init__(self, model_bytes: bytes, image_size: int):
+        import pickle
 
         import tensorflow as tf
 
-        # tf.lite.Interpreter warns that it moves to LiteRT; it is still TensorFlow 2.21's own,
-        # and LiteRT's wheel pins an ml-dtypes that TensorFlow 2.21 does not accept.
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
-        Interpreter = tf.lite.Interpreter
-    return Interpreter(model_content=model_bytes, num_threads=1)
+        # Spark already runs one task per core: TensorFlow using every core in every worker
+        # only adds contention.
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        model = build_keras_backbone(image_size)
+        model.set_weights(pickle.loads(model_bytes))  # noqa: S301 (our own broadcast)
+        self._model = tf.function(lambda x: model(x, training=False))
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        chunks = [
+            np.asarray(self._model(images[start : start + KERAS_MICRO_BATCH]), np.float32)
+            for start in range(0, len(images), KERAS_MICRO_BATCH)
+        ]
+        return np.concatenate(chunks) if chunks else np.zeros((0, FEATURE_SIZE), np.float32)
+
+
+def make_backbone(model_bytes: bytes, engine: str, image_size: int):
+    _keep_freed_memory_in_the_heap()
+    if engine == "tflite":
+        return TFLiteBackbone(model_bytes, image_size)
+    return KerasBackbone(model_bytes, image_size)
+
+
+def _keep_freed_memory_in_the_heap() -> None:
+    """Stop glibc from returning memory to the kernel after every batch.
+
+    Each image allocates and frees a few 600 KB arrays; by default glibc trims the heap (brk)
+    after such frees and the kernel must zero fresh pages on the next batch: in Spark's workers
+    that was half of all CPU time spent in the kernel.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_trim_threshold, 512 * 2**20)
+    libc.mallopt(m_mmap_threshold, 64 * 2**20)
 
 
 # One Backbone per Python worker process: Spark reuses workers across tasks, so the model is
 # built once per worker, not per task, batch or row. Keyed by the broadcast object, which the
 # worker keeps in its broadcast registry for the whole job.
-_BACKBONES: dict[int, Backbone] = {}
+_BACKBONES: dict[int, TFLiteBackbone | KerasBackbone] = {}
 
 
 def featurize_batches(
@@ -256,7 +313,7 @@ def featurize_batches(
     """The body of the pandas UDF: image bytes in, (features, error) out, row for row."""
     backbone = _BACKBONES.get(id(broadcast))
     if backbone is None:
-        backbone = _BACKBONES[id(broadcast)] = Backbone(broadcast.value, engine, image_size)
+        backbone = _BACKBONES[id(broadcast)] = make_backbone(broadcast.value, engine, image_size)
     for batch in contents:
         yield featurize_batch(batch, backbone, image_size)
 
@@ -382,6 +439,7 @@ class Args:
     weights: str
     image_size: int
     engine: str
+    model_cache: str | None
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -392,6 +450,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     parser.add_argument("--weights", default="imagenet", help="'imagenet' or a .weights.h5 URI")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--engine", choices=("tflite", "keras"), default="tflite")
+    parser.add_argument("--model-cache", help="folder keeping converted TFLite models (optional)")
     parsed = parser.parse_args(argv)
     if not 32 <= parsed.image_size <= 1024:
         parser.error("--image-size must be between 32 and 1024")
@@ -403,17 +462,21 @@ def parse_args(argv: list[str] | None = None) -> Args:
         weights=parsed.weights,
         image_size=parsed.image_size,
         engine=parsed.engine,
+        model_cache=parsed.model_cache,
     )
 
 
 def configure_for_images(spark: SparkSession) -> None:
-    """Read many small files into a few large partitions and feed the UDF small Arrow batches.
+    """Spread the photos evenly over a few tasks per core and feed the UDF small Arrow batches.
 
-    Spark's default 4 MB `openCostInBytes` makes a 5 KB photo weigh like a 4 MB file, which
-    scatters small images over many tiny tasks; 64-row Arrow batches keep the Python worker's
-    memory flat however large a partition is.
+    Spark's default 4 MB `openCostInBytes` makes a 5 KB photo weigh like a 4 MB file, so 4,560
+    photos became 3 lopsided partitions on 2 cores. Counting each file at 8 KB and asking for at
+    least 4 partitions per core gives even tasks and a short tail. 64-row Arrow batches keep the
+    Python workers' memory flat however large a partition is.
     """
-    spark.conf.set("spark.sql.files.openCostInBytes", str(64 * 1024))
+    cores = spark.sparkContext.defaultParallelism
+    spark.conf.set("spark.sql.files.openCostInBytes", str(8 * 1024))
+    spark.conf.set("spark.sql.files.minPartitionNum", str(4 * cores))
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "64")
 
 
@@ -430,9 +493,13 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"featurize: no .jpg/.jpeg/.png images found under {args.input}")
 
     weights_uri = args.weights if args.weights == "imagenet" else jobio.qualify(args.weights)
-    loaded = load_weights_on_driver(
-        weights_uri, args.image_size, args.engine, read_uri=lambda uri: jobio.read_bytes(spark, uri)
+    storage = Storage(
+        read=partial(jobio.read_bytes, spark),
+        write=partial(jobio.write_bytes, spark),
+        exists=partial(jobio.exists, spark),
     )
+    model_cache = jobio.qualify(args.model_cache) if args.model_cache else None
+    loaded = load_weights_on_driver(weights_uri, args.image_size, args.engine, storage, model_cache)
     broadcast = spark.sparkContext.broadcast(loaded.model_bytes)
     featurize_udf = make_featurize_udf(broadcast, args.engine, args.image_size)
 
@@ -474,8 +541,6 @@ def count_results(results: DataFrame) -> dict[str, int]:
 def build_manifest(
     args: Args, loaded: LoadedWeights, counts: dict[str, int], spark_version: str, seconds: float
 ) -> dict:
-    import tensorflow as tf
-
     return {
         "job": "featurize",
         "input": args.input,
@@ -486,12 +551,14 @@ def build_manifest(
         "model": {
             "architecture": "MobileNetV2 alpha=1.0 include_top=False pooling=avg",
             "engine": loaded.engine,
+            "compiled_from": loaded.compiled_from,
+            "broadcast_sha256": hashlib.sha256(loaded.model_bytes).hexdigest(),
             "feature_size": FEATURE_SIZE,
         },
         "image_size": args.image_size,
         "versions": {
             "spark": spark_version,
-            "tensorflow": tf.__version__,
+            "tensorflow": tensorflow_version(),
             "python": sys.version.split()[0],
         },
         "duration_s": round(seconds, 3),

@@ -15,6 +15,8 @@ import pytest
 from PIL import Image
 from spark_submit import spark_submit
 
+from benchmarks.keras_reference import cosine_rows, keras_features
+
 pytestmark = pytest.mark.spark
 
 GUARD = Path(__file__).parent / "worker_guard"
@@ -42,26 +44,6 @@ def copy_sample(sample_dir: Path, target: Path, classes: int) -> list[Path]:
             shutil.copytree(folder, target / split / folder.name)
             copied += sorted((target / split / folder.name).glob("*.jpg"))
     return copied
-
-
-def keras_reference(paths: list[Path], weights: Path) -> np.ndarray:
-    """Features of the same photos from plain Keras, independent of the job's code."""
-    import keras
-
-    model = keras.applications.MobileNetV2(
-        input_shape=(224, 224, 3), include_top=False, pooling="avg", weights=None
-    )
-    model.load_weights(weights)
-    batch = np.stack(
-        [
-            keras.utils.img_to_array(
-                keras.utils.load_img(p, target_size=(224, 224), interpolation="bilinear")
-            )
-            for p in paths
-        ]
-    )
-    inputs = keras.applications.mobilenet_v2.preprocess_input(batch)
-    return model.predict(inputs, batch_size=32, verbose=0)
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +86,9 @@ def test_features_equal_a_plain_keras_reference(run, pretrained_weights):
 
     by_path = {local_path(p): np.asarray(v) for p, v in zip(features["path"], features["features"])}
     ours = np.stack([by_path[p] for p in good])
-    reference = keras_reference(good, pretrained_weights)
+    reference = keras_features(good, pretrained_weights)
     assert ours.shape == (len(good), 1280) and ours.dtype == np.float32
-    cosine = (
-        (ours * reference).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(reference, axis=1)
-    )
+    cosine = cosine_rows(ours, reference)
     assert cosine.min() >= 0.9999, f"worst cosine {cosine.min():.6f}"
 
 

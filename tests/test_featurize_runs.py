@@ -80,6 +80,22 @@ def test_the_keras_engine_gives_the_same_features(spark, tmp_path, sample_dir, r
         assert cosine >= 0.9999
 
 
+def test_the_model_cache_converts_each_weights_version_once(
+    spark, tmp_path, sample_dir, random_weights
+):
+    images = photos(sample_dir, tmp_path / "in", "Test", 4)
+    cache = tmp_path / "model-cache"
+    cold = run(images, tmp_path / "cold", random_weights, "--model-cache", str(cache))
+    warm = run(images, tmp_path / "warm", random_weights, "--model-cache", str(cache))
+
+    assert cold["model"]["compiled_from"] == "weights"
+    (cached,) = cache.glob("*.tflite")
+    assert cached.name.startswith(f"mobilenet_v2-{cold['weights']['sha256'][:16]}-32px-tf")
+    assert warm["model"]["compiled_from"].endswith(cached.name)
+    assert warm["model"]["broadcast_sha256"] == cold["model"]["broadcast_sha256"]
+    assert parquet_rows(tmp_path / "warm") == parquet_rows(tmp_path / "cold")
+
+
 def test_an_empty_input_fails_with_a_clear_message(spark, tmp_path, random_weights):
     (tmp_path / "empty" / "Training").mkdir(parents=True)
     (tmp_path / "empty" / "Training" / "notes.txt").write_text("no photos here")
@@ -112,7 +128,7 @@ def test_missing_weights_fail_before_any_image_is_featurized(spark, tmp_path, sa
 
 def test_offline_imagenet_weights_fail_loudly_without_fallback():
     with pytest.raises(SystemExit, match="pass --weights with the URI of a pinned"):
-        featurize.load_weights_on_driver("imagenet", 32, "tflite", read_uri=None)
+        featurize.load_weights_on_driver("imagenet", 32, "tflite", storage=None)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,194 @@
+"""Featurization throughput: the seed notebook's pattern vs spark_jobs/featurize.py, same run.
+
+    python -m benchmarks.featurize [--images DIR] [--weights FILE] [--cores 2]
+
+Both jobs featurize the same real photos (the shared Fruits-360 sample, 4,560 images) with the
+same pretrained weights in Spark `local[N]`, each in its own spark-submit. Printed: images/s of
+each (from Spark session start to Parquet written, model loading included), the ratio, the peak
+memory of the Python workers (sampled), and how close the outputs are, to each other and to a
+plain Keras reference on a sample of the images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pyarrow.parquet as pq
+
+from benchmarks.keras_reference import cosine_rows, keras_features
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+REFERENCE_SAMPLE = 256
+
+
+@dataclass
+class JobRun:
+    name: str
+    seconds: float
+    images: int
+    peak_worker_rss_mb: float
+    peak_workers_total_mb: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds
+
+
+class WorkerMemorySampler(threading.Thread):
+    """Samples the RSS of the PySpark Python workers under a spark-submit process."""
+
+    def __init__(self, root_pid: int, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.root_pid, self.interval = root_pid, interval
+        self.peak_one = self.peak_total = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                children = psutil.Process(self.root_pid).children(recursive=True)
+                sizes = [p.memory_info().rss for p in children if _is_python_worker(p)]
+            except psutil.Error:
+                sizes = []
+            if sizes:
+                self.peak_one = max(self.peak_one, max(sizes))
+                self.peak_total = max(self.peak_total, sum(sizes))
+            self.done.wait(self.interval)
+
+
+def _is_python_worker(process: psutil.Process) -> bool:
+    try:
+        return any(
+            "pyspark.daemon" in part or "pyspark/daemon" in part for part in process.cmdline()
+        )
+    except psutil.Error:
+        return False
+
+
+def spark_submit(script: Path, args: list[str], cores: int, conf: dict[str, str]) -> tuple:
+    command = [str(Path(sys.executable).with_name("spark-submit")), "--master", f"local[{cores}]"]
+    command += ["--driver-memory", "4g", "--conf", "spark.ui.enabled=false"]
+    for key, value in conf.items():
+        command += ["--conf", f"{key}={value}"]
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    process = subprocess.Popen(
+        [*command, str(script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    sampler = WorkerMemorySampler(process.pid)
+    sampler.start()
+    stdout, stderr = process.communicate()
+    sampler.done.set()
+    sampler.join()
+    if process.returncode != 0:
+        raise RuntimeError(f"{script.name} failed:\n{stderr[-3000:]}")
+    return stdout, sampler
+
+
+def run_baseline(images: Path, output: Path, weights: Path, cores: int) -> JobRun:
+    stdout, sampler = spark_submit(
+        REPO / "benchmarks" / "notebook_baseline.py",
+        [str(images), str(output), str(weights)],
+        cores,
+        {},
+    )
+    seconds = float(stdout.split("BASELINE_SECONDS")[1].split()[0])
+    count = pq.read_table(output, columns=["path"]).num_rows
+    return JobRun("notebook pattern (baseline)", seconds, count, *_mb(sampler))
+
+
+def run_ours(images: Path, output: Path, weights: Path, cores: int) -> JobRun:
+    _, sampler = spark_submit(
+        REPO / "spark_jobs" / "featurize.py",
+        ["--input", str(images), "--output", str(output), "--weights", str(weights)],
+        cores,
+        {"spark.submit.pyFiles": str(REPO / "spark_jobs" / "jobio.py")},
+    )
+    manifest = json.loads((output / "_manifest.json").read_text())
+    return JobRun(
+        "spark_jobs/featurize.py",
+        manifest["duration_s"],
+        manifest["counts"]["featurized"],
+        *_mb(sampler),
+    )
+
+
+def _mb(sampler: WorkerMemorySampler) -> tuple[float, float]:
+    return sampler.peak_one / 2**20, sampler.peak_total / 2**20
+
+
+def load_features(output: Path) -> dict[str, np.ndarray]:
+    table = pq.read_table(output, columns=["path", "features"]).to_pydict()
+    return {p: np.asarray(v, dtype=np.float32) for p, v in zip(table["path"], table["features"])}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=Path, default=SHARED / "data" / "fruits360-sample")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=SHARED / "models" / "mobilenet_v2_1.0_pretrained_no_top.weights.h5",
+    )
+    parser.add_argument("--cores", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="bench-featurize-") as scratch:
+        runs = [
+            run_baseline(args.images, Path(scratch, "baseline"), args.weights, args.cores),
+            run_ours(args.images, Path(scratch, "ours"), args.weights, args.cores),
+        ]
+        baseline, ours = (
+            load_features(Path(scratch, "baseline")),
+            load_features(Path(scratch, "ours")),
+        )
+
+    paths = sorted(ours)
+    assert sorted(baseline) == paths, "the two jobs featurized different images"
+    versus_baseline = cosine_rows(
+        np.stack([ours[p] for p in paths]), np.stack([baseline[p] for p in paths])
+    )
+    sample = [
+        paths[i]
+        for i in np.random.default_rng(0).choice(len(paths), REFERENCE_SAMPLE, replace=False)
+    ]
+    reference = keras_features([Path(p.removeprefix("file:")) for p in sample], args.weights)
+    versus_keras = cosine_rows(np.stack([ours[p] for p in sample]), reference)
+
+    print(f"\nFeaturization benchmark — {len(paths)} real images, Spark local[{args.cores}]")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+    )
+    print(
+        f"{'job':32} {'seconds':>8} {'images/s':>9} {'peak worker MB':>15} {'all workers MB':>15}"
+    )
+    for run in runs:
+        print(
+            f"{run.name:32} {run.seconds:8.1f} {run.images_per_second:9.1f} "
+            f"{run.peak_worker_rss_mb:15.0f} {run.peak_workers_total_mb:15.0f}"
+        )
+    ratio = runs[1].images_per_second / runs[0].images_per_second
+    print(f"speed-up vs baseline: {ratio:.2f}x")
+    print(f"max cosine distance ours vs baseline: {1 - versus_baseline.min():.2e}")
+    print(f"min cosine ours vs plain Keras ({REFERENCE_SAMPLE} images): {versus_keras.min():.6f}")
+
+
+if __name__ == "__main__":
+    main()
