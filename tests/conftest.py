@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,22 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(REPO / "spark_jobs"), str(REPO / "plugins"), os.environ.get("PYTHONPATH", "")]
 ).rstrip(os.pathsep)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# Airflow reads its configuration when first imported: a private home with a SQLite database,
+# this repository's dags/, no examples; EMR sensors poll every second in tests.
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="fruits-airflow-tests-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME}/airflow.db",
+        "FRUITS_POLL_INTERVAL_S": "1",
+        "FRUITS_STEP_TIMEOUT_S": "120",
+        "FRUITS_RETRY_DELAY_S": "1",
+    }
+)
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +70,20 @@ def pretrained_weights() -> Path:
     if not PRETRAINED_WEIGHTS.is_file():
         pytest.fail(f"pretrained weights not found at {PRETRAINED_WEIGHTS}")
     return PRETRAINED_WEIGHTS
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """An initialised Airflow metadata database (SQLite) for dag.test()."""
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, timeout=300)
+    return AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def pipeline_dag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(REPO / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags["fruits_pipeline"]

@@ -1,6 +1,5 @@
 """The local environment is the one the jobs are written for."""
 
-import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -15,10 +14,6 @@ def test_pyspark_client_is_not_installed_over_pyspark():
     import pyspark
 
     assert pyspark.__version__ == version("pyspark")
-
-
-def test_workers_run_this_virtualenv_python():
-    assert os.environ["PYSPARK_PYTHON"] == sys.executable
 
 
 @pytest.mark.spark

@@ -4,8 +4,9 @@ import io
 
 import numpy as np
 import pytest
-from featurize import MAX_IMAGE_PIXELS, decode_image, path_as_spark_shows_it
 from PIL import Image
+
+from featurize import MAX_IMAGE_PIXELS, decode_image, path_as_spark_shows_it
 
 SIZE = 32
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from spark_submit import spark_submit
 
 from benchmarks.keras_reference import cosine_rows, keras_features
+from spark_submit import spark_submit
 
 pytestmark = pytest.mark.spark
 

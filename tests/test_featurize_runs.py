@@ -6,8 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
-import featurize
 import pytest
+
+import featurize
 
 pytestmark = pytest.mark.spark
 

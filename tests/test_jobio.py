@@ -1,5 +1,6 @@
-import jobio
 import pytest
+
+import jobio
 
 pytestmark = pytest.mark.spark
 

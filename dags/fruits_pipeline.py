@@ -1,0 +1,279 @@
+"""
+### Fruits! nightly features
+
+Turns the fruit photos landed in S3 into MobileNetV2 features, reduces them with PCA, scores a
+classifier on them, and publishes the run's outputs to Azure Blob Storage.
+
+1. **resolve_config**: run form + Variable `fruits_config` + deployment, validated: a bad setting
+   fails here, before any cluster exists, with a message naming it.
+2. **upload_spark_jobs**: `spark_jobs/` to `s3://<lake>/code/<content hash>/` (skipped if there),
+   so each run names the exact code it ran. **check_weights**: the pinned weights artifact is in
+   S3 with the pinned sha256.
+3. **choose_platform** (from the run form):
+   - `emr`: create the cluster, then featurize -> pca -> classify as EMR steps, each watched by a
+     sensor; the cluster is terminated by a *teardown* task whatever happens (a teardown runs
+     after success, failure or timeout, like `trigger_rule=ALL_DONE`, but does not turn a failed
+     run into a successful one).
+   - `local`: the same spark-submit commands in Spark local mode, inputs staged from S3.
+4. **copy_to_azure** (the Azure provider's `S3ToAzureBlobStorageOperator`) copies
+   `s3://<lake>/runs/<date>/` to `<container>/<prefix>/<date>/<run id>/`;
+   **verify_and_publish** checks every object (name, size, MD5), then points
+   `<prefix>/<date>/LATEST.json` at the copy and removes older copies of that date.
+
+Outputs: `runs/<date>/{features,quarantine,pca,classify}/` in the lake, so re-running a date
+replaces that date and nothing else. Credentials come only from the Airflow connections.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import suppress
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.operators.emr import (
+    EmrAddStepsOperator,
+    EmrCreateJobFlowOperator,
+    EmrTerminateJobFlowOperator,
+)
+from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
+from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+from airflow.providers.microsoft.azure.transfers.s3_to_wasb import S3ToAzureBlobStorageOperator
+from airflow.sdk import Asset, Param, Variable, chain, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+from airflow.utils.trigger_rule import TriggerRule
+from azure.core.exceptions import ResourceNotFoundError
+
+from fruits import emr, lake, local_platform
+from fruits.config import PLATFORMS, ConfigError, Deployment, RunConfig, parse_variable
+from fruits.spark_steps import JOB_ORDER, SparkJob, pipeline_jobs
+
+DEPLOYMENT = Deployment.from_env()
+SPARK_JOBS_DIR = Path(
+    os.environ.get("FRUITS_SPARK_JOBS_DIR", Path(__file__).resolve().parents[1] / "spark_jobs")
+)
+PUBLISHED_IN_AZURE = Asset(name="fruits_features_azure", uri=DEPLOYMENT.azure_asset_uri)
+WRITTEN_IN_S3 = Asset(name="fruits_features_s3", uri=DEPLOYMENT.s3_asset_uri)
+
+
+@dag(
+    dag_id="fruits_pipeline",
+    schedule="0 2 * * *",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={
+        "owner": "data-platform",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=DEPLOYMENT.retry_delay_s),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=15),
+    },
+    params={
+        "run_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Run date",
+            description="Whose photos to process (YYYY-MM-DD). Empty: the run's logical date.",
+        ),
+        "input_prefix": Param(
+            None,
+            type=["null", "string"],
+            title="Input prefix",
+            description="Key prefix of the photos in the lake bucket. Empty: fruits_config's.",
+        ),
+        "pca_variance": Param(
+            0.95,
+            type="number",
+            exclusiveMinimum=0,
+            maximum=1,
+            title="PCA target variance",
+            description="k = the fewest components explaining this share of the variance.",
+        ),
+        "pca_k": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=1280,
+            title="PCA k (optional)",
+            description="A fixed number of components; overrides the target variance.",
+        ),
+        "platform": Param(
+            DEPLOYMENT.default_platform,
+            enum=list(PLATFORMS),
+            title="Platform",
+            description="emr (production), local (Spark local mode), databricks.",
+        ),
+    },
+    tags=["fruits", "spark", "emr", "azure"],
+    doc_md=__doc__,
+)
+def fruits_pipeline():
+    plan = resolve_config()
+    code_uri = upload_spark_jobs(plan["config"])
+    weights = check_weights(plan["config"])
+    jobs = plan_spark_jobs(plan["config"])
+    platform = choose_platform(plan["config"])
+    chain([code_uri, weights, jobs], platform)
+
+    # --- platform emr: a cluster for this run, a step and a sensor per job, always terminated --
+    job_flow = emr_job_flow(plan["config"], code_uri)
+    create_cluster = EmrCreateJobFlowOperator(
+        task_id="create_emr_cluster",
+        job_flow_overrides=job_flow,
+        aws_conn_id=DEPLOYMENT.aws_conn_id,
+        emr_conn_id=None,  # the whole config is above: no hidden defaults from a connection
+    )
+    steps = emr_steps(jobs, code_uri)
+    emr_path = [job_flow, create_cluster, steps]
+    for name in JOB_ORDER:
+        add_step = EmrAddStepsOperator(
+            task_id=f"add_{name}_step",
+            job_flow_id=create_cluster.output,
+            steps=steps[name],
+            aws_conn_id=DEPLOYMENT.aws_conn_id,
+            retries=0,  # a retried add would run the step twice (apache/airflow#28704)
+        )
+        watch_step = EmrStepSensor(
+            task_id=f"watch_{name}_step",
+            job_flow_id=create_cluster.output,
+            step_id=f"{{{{ ti.xcom_pull(task_ids='add_{name}_step')[0] }}}}",
+            aws_conn_id=DEPLOYMENT.aws_conn_id,
+            poke_interval=DEPLOYMENT.poll_interval_s,
+            max_attempts=DEPLOYMENT.step_timeout_s // DEPLOYMENT.poll_interval_s,
+            timeout=DEPLOYMENT.step_timeout_s,
+            deferrable=DEPLOYMENT.deferrable,
+            retries=0,  # a failed step is final; re-run the date instead
+        )
+        emr_path += [add_step, watch_step]
+    terminate_cluster = EmrTerminateJobFlowOperator(
+        task_id="terminate_emr_cluster",
+        job_flow_id=create_cluster.output,
+        aws_conn_id=DEPLOYMENT.aws_conn_id,
+    ).as_teardown(setups=create_cluster)
+    chain(platform, *emr_path, terminate_cluster)
+
+    # --- platform local: the same jobs with Spark in local mode ----------------------------------
+    local_path = [
+        run_locally.override(task_id=f"run_{name}_locally")(jobs[name], code_uri)
+        for name in JOB_ORDER
+    ]
+    chain(platform, *local_path)
+
+    # --- publish: copy, verify, point LATEST.json at it ------------------------------------------
+    copy_to_azure = S3ToAzureBlobStorageOperator(
+        task_id="copy_to_azure",
+        aws_conn_id=DEPLOYMENT.aws_conn_id,
+        wasb_conn_id=DEPLOYMENT.wasb_conn_id,
+        s3_bucket=plan["lake_bucket"],
+        s3_prefix=plan["run_prefix"],  # no trailing slash: the operator adds it
+        container_name=plan["container"],
+        blob_prefix=plan["blob_prefix"],
+        create_container=True,
+        replace=True,  # the target folder is this run's own, emptied before each try
+        s3_verify=DEPLOYMENT.s3_verify,
+        pre_execute=empty_export_folder,
+        trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
+    )
+    chain([emr_path[-1], local_path[-1]], copy_to_azure, verify_and_publish(plan["config"]))
+
+
+@task(multiple_outputs=True)
+def resolve_config(params=None, ds=None, run_id=None) -> dict:
+    """Validate every setting before anything is created; what later tasks template from."""
+    try:
+        variable = parse_variable(Variable.get("fruits_config", default=None))
+        config = RunConfig.build(
+            {**params, "run_date": params["run_date"] or ds}, variable, DEPLOYMENT
+        )
+    except ConfigError as error:
+        raise AirflowFailException(f"invalid configuration: {error}") from None
+    target = export_target(config, run_id)
+    return {
+        "config": config.to_dict(),
+        "lake_bucket": config.lake_bucket,
+        "run_prefix": config.run_prefix,
+        "container": config.azure_container,
+        "blob_prefix": target.blob_prefix,
+    }
+
+
+@task
+def upload_spark_jobs(config: dict) -> str:
+    run = RunConfig.from_dict(config)
+    s3 = S3Hook(aws_conn_id=run.aws_conn_id, verify=DEPLOYMENT.s3_verify)
+    return lake.upload_bundle(s3, run.lake_bucket, run.code_prefix, SPARK_JOBS_DIR)
+
+
+@task
+def check_weights(config: dict) -> dict:
+    run = RunConfig.from_dict(config)
+    s3 = S3Hook(aws_conn_id=run.aws_conn_id, verify=DEPLOYMENT.s3_verify)
+    return lake.verify_weights(s3, run.weights_uri, run.weights_sha256)
+
+
+@task(multiple_outputs=True)
+def plan_spark_jobs(config: dict) -> dict:
+    return {job.name: job.to_dict() for job in pipeline_jobs(RunConfig.from_dict(config))}
+
+
+@task.branch
+def choose_platform(config: dict) -> str:
+    platform = config["platform"]
+    if platform == "emr":
+        return "emr_job_flow"
+    if platform == "local":
+        return "run_featurize_locally"
+    raise AirflowFailException(f"platform={platform!r} is not available in this DAG yet")
+
+
+@task
+def emr_job_flow(config: dict, code_uri: str, run_id=None) -> dict:
+    return emr.job_flow(RunConfig.from_dict(config), code_uri, run_id)
+
+
+@task(multiple_outputs=True)
+def emr_steps(jobs: dict, code_uri: str) -> dict:
+    return {name: [emr.step(SparkJob.from_dict(jobs[name]), code_uri)] for name in JOB_ORDER}
+
+
+@task
+def run_locally(job: dict, code_uri: str) -> None:
+    s3 = S3Hook(aws_conn_id=DEPLOYMENT.aws_conn_id, verify=DEPLOYMENT.s3_verify)
+    local_platform.run_job(SparkJob.from_dict(job), code_uri, s3, DEPLOYMENT.scratch_dir)
+
+
+def empty_export_folder(context) -> None:
+    """Before each try of the copy: its folder must be empty (the provider never overwrites)."""
+    copy = context["task"]
+    with suppress(ResourceNotFoundError):  # no container yet: nothing to empty
+        WasbHook(wasb_conn_id=DEPLOYMENT.wasb_conn_id).delete_file(
+            copy.container_name, copy.blob_prefix, is_prefix=True, ignore_if_missing=True
+        )
+
+
+@task(outlets=[PUBLISHED_IN_AZURE, WRITTEN_IN_S3])
+def verify_and_publish(config: dict) -> dict:
+    run = RunConfig.from_dict(config)
+    run_id = get_current_context()["run_id"]
+    return lake.verify_and_publish(
+        S3Hook(aws_conn_id=run.aws_conn_id, verify=DEPLOYMENT.s3_verify),
+        WasbHook(wasb_conn_id=run.wasb_conn_id),
+        run.lake_bucket,
+        run.run_prefix,
+        export_target(run, run_id),
+        run_id,
+    )
+
+
+def export_target(config: RunConfig, run_id: str) -> lake.ExportTarget:
+    return lake.ExportTarget(
+        container=config.azure_container,
+        date_prefix=f"{config.azure_prefix}/{config.run_date}",
+        attempt=lake.attempt_name(run_id),
+    )
+
+
+fruits_pipeline()

@@ -1,0 +1,263 @@
+"""The pipeline's configuration: one typed, validated object per run.
+
+Three sources, merged in one place:
+- the deployment (env vars `FRUITS_*`, read when the DAG file is parsed): connection ids and the
+  run form's default platform, which must be known before any run exists;
+- the Airflow Variable `fruits_config` (JSON): buckets, container, region, cluster sizing, roles,
+  weights artifact... everything that differs between environments;
+- the run's Params (the trigger form): date, input prefix, PCA variance or k, platform.
+
+`RunConfig.build(...)` validates everything before any cluster exists and says which setting is
+wrong. Credentials never pass through here: they live in Airflow connections only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field, fields
+from datetime import date
+from typing import Any
+
+PLATFORMS = ("emr", "local", "databricks")
+BUCKET_NAME = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()/ -]*$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What the DAG file needs at parse time, from the environment (`FRUITS_*`)."""
+
+    aws_conn_id: str = "fruits_aws"
+    wasb_conn_id: str = "fruits_wasb"
+    default_platform: str = "emr"
+    # TLS verification of S3: "true", "false" (never in production) or a CA bundle path.
+    s3_verify: bool | str = True
+    # EMR steps run TensorFlow for a long time: generous defaults, deferrable sensors.
+    step_timeout_s: int = 4 * 3600
+    poll_interval_s: int = 60
+    deferrable: bool = True
+    retry_delay_s: int = 60
+    scratch_dir: str | None = None  # local platform's staging area (default: system temp)
+    s3_asset_uri: str = "s3://fruits-lake/runs"
+    azure_asset_uri: str = "wasbs://fruits@fruitsdata.blob.core.windows.net/fruits"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Deployment:
+        env = os.environ if environ is None else environ
+        verify = env.get("FRUITS_S3_VERIFY", "true")
+        deployment = cls(
+            aws_conn_id=env.get("FRUITS_AWS_CONN_ID", cls.aws_conn_id),
+            wasb_conn_id=env.get("FRUITS_WASB_CONN_ID", cls.wasb_conn_id),
+            default_platform=env.get("FRUITS_DEFAULT_PLATFORM", cls.default_platform),
+            s3_verify={"true": True, "false": False}.get(verify.lower(), verify),
+            step_timeout_s=int(env.get("FRUITS_STEP_TIMEOUT_S", cls.step_timeout_s)),
+            poll_interval_s=int(env.get("FRUITS_POLL_INTERVAL_S", cls.poll_interval_s)),
+            deferrable=env.get("FRUITS_DEFERRABLE", "true").lower() == "true",
+            retry_delay_s=int(env.get("FRUITS_RETRY_DELAY_S", cls.retry_delay_s)),
+            scratch_dir=env.get("FRUITS_SCRATCH_DIR") or None,
+            s3_asset_uri=env.get("FRUITS_S3_ASSET_URI", cls.s3_asset_uri),
+            azure_asset_uri=env.get("FRUITS_AZURE_ASSET_URI", cls.azure_asset_uri),
+        )
+        _check(
+            deployment.default_platform in PLATFORMS,
+            "FRUITS_DEFAULT_PLATFORM",
+            deployment.default_platform,
+            f"one of {PLATFORMS}",
+        )
+        _check(
+            deployment.step_timeout_s >= deployment.poll_interval_s > 0,
+            "FRUITS_STEP_TIMEOUT_S",
+            deployment.step_timeout_s,
+            "at least FRUITS_POLL_INTERVAL_S, which must be > 0",
+        )
+        return deployment
+
+
+@dataclass(frozen=True)
+class EmrSettings:
+    release_label: str = "emr-7.5.0"  # Spark 3.5
+    primary_instance_type: str = "m5.xlarge"
+    core_instance_type: str = "m5.2xlarge"
+    core_instance_count: int = 2
+    service_role: str = "FruitsEmrServiceRole"
+    instance_profile: str = "FruitsEmrInstanceProfile"
+    subnet_id: str = ""
+    idle_timeout_s: int = 3600  # auto-termination safety net
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run needs, validated. Serialisable to XCom as a plain dict."""
+
+    platform: str
+    run_date: str
+    region: str
+    lake_bucket: str
+    landing_prefix: str
+    runs_prefix: str
+    code_prefix: str
+    logs_prefix: str
+    weights_uri: str
+    weights_sha256: str
+    azure_container: str
+    azure_prefix: str
+    pca_variance: float
+    pca_k: int | None
+    aws_conn_id: str
+    wasb_conn_id: str
+    emr: EmrSettings = field(default_factory=EmrSettings)
+
+    # --- derived locations -------------------------------------------------------------------
+    @property
+    def run_prefix(self) -> str:
+        """Where this date's outputs live in the lake: a re-run replaces this and nothing else."""
+        return f"{self.runs_prefix}/{self.run_date}"
+
+    @property
+    def input_uri(self) -> str:
+        return f"s3://{self.lake_bucket}/{self.landing_prefix}"
+
+    def output_uri(self, name: str) -> str:
+        return f"s3://{self.lake_bucket}/{self.run_prefix}/{name}"
+
+    # --- building ------------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls, params: dict[str, Any], variable: dict[str, Any], deployment: Deployment
+    ) -> RunConfig:
+        """Merge the run form, the `fruits_config` Variable and the deployment; validate."""
+        known = {f.name for f in fields(cls)} | {f"emr_{f.name}" for f in fields(EmrSettings)}
+        unknown = sorted(set(variable) - known)
+        if unknown:
+            raise ConfigError(f"fruits_config: unknown setting(s) {unknown}")
+        emr = EmrSettings(
+            **{
+                f.name: variable[f"emr_{f.name}"]
+                for f in fields(EmrSettings)
+                if f"emr_{f.name}" in variable
+            }
+        )
+        pca_k = params.get("pca_k")
+        config = cls(
+            platform=params.get("platform") or deployment.default_platform,
+            run_date=str(params["run_date"]),
+            region=_required(variable, "region"),
+            lake_bucket=_required(variable, "lake_bucket"),
+            landing_prefix=_prefix(
+                params.get("input_prefix") or variable.get("landing_prefix", "landing")
+            ),
+            runs_prefix=_prefix(variable.get("runs_prefix", "runs")),
+            code_prefix=_prefix(variable.get("code_prefix", "code")),
+            logs_prefix=_prefix(variable.get("logs_prefix", "emr-logs")),
+            weights_uri=_required(variable, "weights_uri"),
+            weights_sha256=_required(variable, "weights_sha256"),
+            azure_container=_required(variable, "azure_container"),
+            azure_prefix=_prefix(variable.get("azure_prefix", "fruits")),
+            pca_variance=float(params.get("pca_variance", 0.95)),
+            pca_k=None if pca_k in (None, "") else int(pca_k),
+            aws_conn_id=deployment.aws_conn_id,
+            wasb_conn_id=deployment.wasb_conn_id,
+            emr=emr,
+        )
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        _check(self.platform in PLATFORMS, "platform", self.platform, f"one of {PLATFORMS}")
+        try:
+            date.fromisoformat(self.run_date)
+        except ValueError:
+            raise ConfigError(
+                f"run_date={self.run_date!r} is invalid: expected YYYY-MM-DD"
+            ) from None
+        _check(
+            bool(BUCKET_NAME.match(self.lake_bucket)),
+            "lake_bucket",
+            self.lake_bucket,
+            "an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)",
+        )
+        _check(
+            bool(CONTAINER_NAME.match(self.azure_container)),
+            "azure_container",
+            self.azure_container,
+            "an Azure container name (3-63 lowercase letters, digits, single hyphens)",
+        )
+        for name in ("landing_prefix", "runs_prefix", "code_prefix", "logs_prefix", "azure_prefix"):
+            value = getattr(self, name)
+            _check(bool(value) and bool(PREFIX.match(value)), name, value, "a non-empty key prefix")
+        _check(0 < self.pca_variance <= 1, "pca_variance", self.pca_variance, "a number in (0, 1]")
+        _check(
+            self.pca_k is None or 1 <= self.pca_k <= 1280,
+            "pca_k",
+            self.pca_k,
+            "an integer in [1, 1280]",
+        )
+        _check(
+            self.weights_uri.startswith("s3://") and self.weights_uri.endswith(".h5"),
+            "weights_uri",
+            self.weights_uri,
+            "the s3:// URI of a pinned .weights.h5 artifact",
+        )
+        _check(
+            bool(SHA256.match(self.weights_sha256)),
+            "weights_sha256",
+            self.weights_sha256,
+            "64 hex digits",
+        )
+        _check(
+            self.emr.core_instance_count >= 1,
+            "emr_core_instance_count",
+            self.emr.core_instance_count,
+            ">= 1",
+        )
+        _check(
+            self.emr.idle_timeout_s >= 60, "emr_idle_timeout_s", self.emr.idle_timeout_s, ">= 60"
+        )
+
+    # --- XCom ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        return cls(**{**data, "emr": EmrSettings(**data["emr"])})
+
+
+def parse_variable(raw: str | dict | None) -> dict[str, Any]:
+    """The `fruits_config` Variable's JSON, with a clear error when it is missing or not JSON."""
+    if raw is None:
+        raise ConfigError("Airflow Variable fruits_config is missing (see README, Configuration)")
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"Airflow Variable fruits_config is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise ConfigError("Airflow Variable fruits_config must be a JSON object")
+    return value
+
+
+def _required(variable: dict[str, Any], name: str) -> str:
+    value = variable.get(name)
+    if not value:
+        raise ConfigError(f"fruits_config: {name} is required")
+    return str(value)
+
+
+def _prefix(value: str) -> str:
+    """Key prefixes are stored without leading or trailing slashes."""
+    return str(value).strip().strip("/")
+
+
+def _check(condition: bool, setting: str, value: Any, expected: str) -> None:
+    if not condition:
+        raise ConfigError(f"{setting}={value!r} is invalid: expected {expected}")

@@ -1,0 +1,93 @@
+"""EMR as data: the job flow (cluster) and the steps, built from the run's config.
+
+Kept as plain dictionaries in the shape of the EMR RunJobFlow / AddJobFlowSteps APIs (tests
+validate them against botocore's service model), so a reviewer reads the cluster here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fruits.config import RunConfig
+from fruits.spark_steps import SparkJob
+
+VENV_PYTHON = "/opt/fruits-venv/bin/python"  # made by spark_jobs/bootstrap/install_requirements.sh
+
+
+def job_flow(config: RunConfig, code_uri: str, run_id: str) -> dict[str, Any]:
+    emr = config.emr
+    instances: dict[str, Any] = {
+        "InstanceGroups": [
+            {
+                "Name": "primary",
+                "Market": "ON_DEMAND",
+                "InstanceRole": "MASTER",
+                "InstanceType": emr.primary_instance_type,
+                "InstanceCount": 1,
+            },
+            {
+                "Name": "core",
+                "Market": "ON_DEMAND",
+                "InstanceRole": "CORE",
+                "InstanceType": emr.core_instance_type,
+                "InstanceCount": emr.core_instance_count,
+            },
+        ],
+        # Steps are added one by one: the cluster must wait for them, not end when idle.
+        "KeepJobFlowAliveWhenNoSteps": True,
+        "TerminationProtected": False,
+    }
+    if emr.subnet_id:
+        instances["Ec2SubnetId"] = emr.subnet_id
+    python_env = {"PYSPARK_PYTHON": VENV_PYTHON, "PYSPARK_DRIVER_PYTHON": VENV_PYTHON}
+    return {
+        "Name": f"fruits-{config.run_date}",
+        "ReleaseLabel": emr.release_label,
+        "Applications": [{"Name": "Spark"}],
+        "LogUri": f"s3://{config.lake_bucket}/{config.logs_prefix}/",
+        "Instances": instances,
+        "BootstrapActions": [
+            {
+                "Name": "install spark_jobs/requirements.txt",
+                "ScriptBootstrapAction": {
+                    "Path": f"{code_uri}/bootstrap/install_requirements.sh",
+                    "Args": [f"{code_uri}/requirements.txt"],
+                },
+            }
+        ],
+        "Configurations": [
+            {
+                "Classification": "spark-env",
+                "Configurations": [{"Classification": "export", "Properties": python_env}],
+            },
+            {
+                "Classification": "spark-defaults",
+                "Properties": {
+                    "spark.pyspark.python": VENV_PYTHON,
+                    "spark.sql.execution.arrow.pyspark.enabled": "true",
+                },
+            },
+        ],
+        # The DAG terminates the cluster; this is the safety net if Airflow itself goes away.
+        "AutoTerminationPolicy": {"IdleTimeout": emr.idle_timeout_s},
+        "JobFlowRole": emr.instance_profile,
+        "ServiceRole": emr.service_role,
+        "VisibleToAllUsers": True,
+        "Tags": [
+            {"Key": "project", "Value": "fruits"},
+            {"Key": "run_date", "Value": config.run_date},
+            {"Key": "airflow_run_id", "Value": run_id[:256]},
+        ],
+    }
+
+
+def step(job: SparkJob, code_uri: str) -> dict[str, Any]:
+    """One spark-submit through command-runner.jar."""
+    return {
+        "Name": job.name,
+        "ActionOnFailure": "CONTINUE",  # the DAG decides; it also terminates the cluster
+        "HadoopJarStep": {
+            "Jar": "command-runner.jar",
+            "Args": job.spark_submit(code_uri, "--deploy-mode", "client"),
+        },
+    }

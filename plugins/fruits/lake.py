@@ -1,0 +1,213 @@
+"""What the DAG does with the lake and the published copy, through the providers' hooks.
+
+- the Spark code bundle, uploaded under a content-addressed prefix (skipped when already there);
+- the pinned weights artifact, checked against its sha256;
+- the export's verification: every object of the run in S3 must be in Azure with the same size
+  (and MD5 where both sides have one), then a `LATEST.json` pointer for the date is written and
+  older attempts of that date are removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BUNDLE_MARKER = "_BUNDLE.json"  # written last: its presence means the bundle is complete
+EXPORT_MANIFEST = "_EXPORT_MANIFEST.json"
+LATEST = "LATEST.json"
+
+
+class ExportMismatch(RuntimeError):
+    """The copy in Azure differs from the run's outputs in S3."""
+
+
+# --- S3 URIs ------------------------------------------------------------------------------
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
+
+
+def is_listing_noise(key: str) -> bool:
+    """EMRFS folder markers and directory placeholders are not outputs."""
+    return key.endswith("_$folder$") or key.endswith("/")
+
+
+def list_objects(s3_hook, bucket: str, prefix: str) -> dict[str, dict[str, Any]]:
+    """Relative name -> {size, md5} of every object under prefix/ (the slash matters:
+    `runs/2026-11-2` must not match `runs/2026-11-25`)."""
+    folder = prefix.rstrip("/") + "/"
+    objects = {}
+    for meta in s3_hook.iter_file_metadata(prefix=folder, bucket_name=bucket):
+        key = meta["Key"]
+        if is_listing_noise(key):
+            continue
+        etag = meta.get("ETag", "").strip('"')
+        objects[key[len(folder) :]] = {
+            "size": int(meta["Size"]),
+            "md5": etag if "-" not in etag else None,  # multipart ETags are not MD5s
+        }
+    return objects
+
+
+# --- the code bundle ----------------------------------------------------------------------
+
+
+def bundle_files(spark_jobs_dir: Path) -> dict[str, bytes]:
+    """What runs on the cluster: the job scripts, their requirements, the bootstrap script."""
+    patterns = ("*.py", "requirements.txt", "bootstrap/*.sh")
+    paths = sorted({p for pattern in patterns for p in spark_jobs_dir.glob(pattern)})
+    return {p.relative_to(spark_jobs_dir).as_posix(): p.read_bytes() for p in paths}
+
+
+def bundle_hash(files: dict[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return digest.hexdigest()
+
+
+def upload_bundle(s3_hook, bucket: str, code_prefix: str, spark_jobs_dir: Path) -> str:
+    """Upload spark_jobs/ to s3://bucket/code_prefix/<hash>/ unless it is there; return the URI."""
+    files = bundle_files(spark_jobs_dir)
+    digest = bundle_hash(files)
+    prefix = f"{code_prefix}/{digest[:16]}"
+    if not s3_hook.check_for_key(f"{prefix}/{BUNDLE_MARKER}", bucket_name=bucket):
+        for name, content in files.items():
+            s3_hook.load_bytes(content, key=f"{prefix}/{name}", bucket_name=bucket, replace=True)
+        marker = {
+            "sha256": digest,
+            "files": {n: hashlib.sha256(c).hexdigest() for n, c in files.items()},
+        }
+        s3_hook.load_string(
+            json.dumps(marker, indent=2),
+            key=f"{prefix}/{BUNDLE_MARKER}",
+            bucket_name=bucket,
+            replace=True,
+        )
+    return f"s3://{bucket}/{prefix}"
+
+
+# --- the weights artifact ---------------------------------------------------------------
+
+
+def verify_weights(s3_hook, uri: str, expected_sha256: str) -> dict[str, Any]:
+    bucket, key = split_s3_uri(uri)
+    if not s3_hook.check_for_key(key, bucket_name=bucket):
+        raise FileNotFoundError(
+            f"weights artifact {uri} is missing: upload the pinned .weights.h5 there "
+            "(see README, Model weights) or fix fruits_config.weights_uri"
+        )
+    body = s3_hook.get_key(key, bucket_name=bucket).get()["Body"]
+    digest, size = hashlib.sha256(), 0
+    for chunk in iter(lambda: body.read(1 << 20), b""):
+        digest.update(chunk)
+        size += len(chunk)
+    if digest.hexdigest() != expected_sha256:
+        raise ValueError(
+            f"weights artifact {uri} has sha256 {digest.hexdigest()}, "
+            f"but fruits_config.weights_sha256 pins {expected_sha256}: refusing to run"
+        )
+    return {"uri": uri, "sha256": expected_sha256, "size": size}
+
+
+# --- the export ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportTarget:
+    container: str
+    date_prefix: str  # <azure_prefix>/<run date>
+    attempt: str  # one folder per DAG run: the provider's copy never overwrites (see README)
+
+    @property
+    def blob_prefix(self) -> str:
+        return f"{self.date_prefix}/{self.attempt}"
+
+
+def attempt_name(run_id: str) -> str:
+    """A DAG run id as a blob folder name (no ':' or '+')."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+
+
+def list_blobs(wasb_hook, container: str, prefix: str) -> dict[str, dict[str, Any]]:
+    folder = prefix.rstrip("/") + "/"
+    client = wasb_hook.blob_service_client.get_container_client(container)
+    blobs = {}
+    for blob in client.list_blobs(name_starts_with=folder):
+        md5 = blob.content_settings.content_md5
+        blobs[blob.name[len(folder) :]] = {
+            "size": int(blob.size),
+            "md5": bytes(md5).hex() if md5 else None,
+        }
+    return blobs
+
+
+def compare(expected: dict[str, dict], actual: dict[str, dict]) -> list[str]:
+    """Every difference between the run's objects and the exported blobs, readable."""
+    problems = [f"missing in Azure: {name}" for name in sorted(set(expected) - set(actual))]
+    for name in sorted(set(expected) & set(actual)):
+        want, got = expected[name], actual[name]
+        if want["size"] != got["size"]:
+            problems.append(f"size differs: {name} (S3 {want['size']} B, Azure {got['size']} B)")
+        elif want.get("md5") and got.get("md5") and want["md5"] != got["md5"]:
+            problems.append(f"content differs: {name} (MD5 {want['md5']} vs {got['md5']})")
+    return problems
+
+
+def verify_and_publish(
+    s3_hook, wasb_hook, bucket: str, run_prefix: str, target: ExportTarget, run_id: str
+) -> dict[str, Any]:
+    """Check the copy object by object; then point LATEST.json at it and drop older attempts."""
+    expected = list_objects(s3_hook, bucket, run_prefix)
+    if not expected:
+        raise ExportMismatch(f"nothing to export under s3://{bucket}/{run_prefix}/")
+    actual = list_blobs(wasb_hook, target.container, target.blob_prefix)
+    actual.pop(EXPORT_MANIFEST, None)
+    problems = compare(expected, actual)
+    if problems:
+        raise ExportMismatch(
+            f"{len(problems)} problem(s) in the export to "
+            f"{target.container}/{target.blob_prefix}:\n" + "\n".join(problems)
+        )
+    manifest = {
+        "run_id": run_id,
+        "source": f"s3://{bucket}/{run_prefix}/",
+        "destination": f"{target.container}/{target.blob_prefix}/",
+        "objects": expected,
+        "total_bytes": sum(o["size"] for o in expected.values()),
+    }
+    wasb_hook.load_string(
+        json.dumps(manifest, indent=2, sort_keys=True),
+        container_name=target.container,
+        blob_name=f"{target.blob_prefix}/{EXPORT_MANIFEST}",
+        overwrite=True,
+    )
+    pointer = {"run_id": run_id, "prefix": f"{target.blob_prefix}/", "objects": len(expected)}
+    wasb_hook.load_string(
+        json.dumps(pointer, indent=2, sort_keys=True),
+        container_name=target.container,
+        blob_name=f"{target.date_prefix}/{LATEST}",
+        overwrite=True,
+    )
+    remove_older_attempts(wasb_hook, target)
+    return {
+        "objects": len(expected),
+        "total_bytes": manifest["total_bytes"],
+        "prefix": target.blob_prefix,
+    }
+
+
+def remove_older_attempts(wasb_hook, target: ExportTarget) -> None:
+    """A re-run of a date leaves exactly one copy: the verified one LATEST.json points at."""
+    keep = (f"{target.blob_prefix}/", f"{target.date_prefix}/{LATEST}")
+    for name in list_blobs(wasb_hook, target.container, target.date_prefix):
+        full = f"{target.date_prefix}/{name}"
+        if not full.startswith(keep[0]) and full != keep[1]:
+            wasb_hook.delete_file(target.container, full)

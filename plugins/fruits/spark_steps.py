@@ -1,0 +1,78 @@
+"""The Spark jobs of one run, as data: which script, what it reads, what it writes.
+
+Written once and rendered by each platform: EMR turns a job into a `command-runner.jar` step,
+the local platform stages its inputs from S3, runs the same `spark-submit` and uploads its
+outputs, Databricks turns it into a `spark_python_task`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fruits.config import RunConfig
+
+JOB_ORDER = ("featurize", "pca", "classify")
+
+
+@dataclass(frozen=True)
+class SparkJob:
+    name: str
+    inputs: dict[str, str]  # flag -> URI the job reads (an object or a prefix)
+    outputs: dict[str, str]  # flag -> URI the job (re)writes
+    options: tuple[str, ...] = field(default=())
+
+    @property
+    def script(self) -> str:
+        return f"{self.name}.py"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "options": list(self.options),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SparkJob:
+        return cls(data["name"], data["inputs"], data["outputs"], tuple(data["options"]))
+
+    def arguments(self) -> list[str]:
+        pairs = [*self.inputs.items(), *self.outputs.items()]
+        return [part for flag, uri in pairs for part in (flag, uri)] + list(self.options)
+
+    def spark_submit(self, code_uri: str, *spark_options: str) -> list[str]:
+        """`spark-submit [options] --py-files <code>/jobio.py <code>/<job>.py <arguments>`."""
+        code = code_uri.rstrip("/")
+        return [
+            "spark-submit",
+            *spark_options,
+            "--py-files",
+            f"{code}/jobio.py",
+            f"{code}/{self.script}",
+            *self.arguments(),
+        ]
+
+
+def pipeline_jobs(config: RunConfig) -> list[SparkJob]:
+    """featurize -> pca -> classify over the run's folder in the lake."""
+    features, pca = config.output_uri("features"), config.output_uri("pca")
+    pca_choice = (
+        ("--k", str(config.pca_k)) if config.pca_k else ("--variance", str(config.pca_variance))
+    )
+    return [
+        SparkJob(
+            "featurize",
+            inputs={"--input": config.input_uri, "--weights": config.weights_uri},
+            outputs={"--output": features, "--quarantine": config.output_uri("quarantine")},
+        ),
+        SparkJob(
+            "pca", inputs={"--input": features}, outputs={"--output": pca}, options=pca_choice
+        ),
+        SparkJob(
+            "classify",
+            inputs={"--input": f"{pca}/vectors"},
+            outputs={"--output": config.output_uri("classify")},
+        ),
+    ]

@@ -1,0 +1,62 @@
+"""Invalid configuration fails before anything is created, naming the setting."""
+
+import pytest
+
+from fruits.config import ConfigError, Deployment, RunConfig, parse_variable
+
+VARIABLE = {
+    "region": "eu-west-1",
+    "lake_bucket": "fruits-lake",
+    "weights_uri": "s3://fruits-lake/models/mobilenet.weights.h5",
+    "weights_sha256": "e" * 64,
+    "azure_container": "fruits-published",
+}
+
+
+def build(params=None, **variable):
+    return RunConfig.build(
+        {"run_date": "2026-11-25", **(params or {})}, {**VARIABLE, **variable}, Deployment()
+    )
+
+
+def test_a_valid_config_derives_the_run_locations():
+    config = build({"input_prefix": "/landing/2026-11-25/"})
+    assert config.input_uri == "s3://fruits-lake/landing/2026-11-25"
+    assert config.output_uri("features") == "s3://fruits-lake/runs/2026-11-25/features"
+    assert RunConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("params", "variable", "named"),
+    [
+        ({"platform": "kubernetes"}, {}, "platform='kubernetes'"),
+        ({"pca_variance": 1.5}, {}, "pca_variance=1.5"),
+        ({"pca_variance": 0}, {}, "pca_variance=0.0"),
+        ({"pca_k": 5000}, {}, "pca_k=5000"),
+        ({"run_date": "25/11/2026"}, {}, "run_date='25/11/2026'"),
+        ({}, {"lake_bucket": "Fruits_Lake!"}, "lake_bucket='Fruits_Lake!'"),
+        ({}, {"azure_container": "a--b"}, "azure_container='a--b'"),
+        ({}, {"weights_uri": "https://example.org/w.h5"}, "weights_uri="),
+        ({}, {"weights_sha256": "abc"}, "weights_sha256='abc'"),
+        ({}, {"lake_bucket": ""}, "lake_bucket is required"),
+        ({}, {"lake_buckt": "x"}, "unknown setting(s) ['lake_buckt']"),
+    ],
+)
+def test_invalid_settings_are_named(params, variable, named):
+    with pytest.raises(ConfigError) as error:
+        build(params, **variable)
+    assert named in str(error.value)
+
+
+def test_a_missing_or_broken_variable_is_named():
+    with pytest.raises(ConfigError, match="fruits_config is missing"):
+        parse_variable(None)
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        parse_variable("{region: eu}")
+
+
+def test_deployment_settings_are_checked():
+    with pytest.raises(ConfigError, match="FRUITS_DEFAULT_PLATFORM='gcp'"):
+        Deployment.from_env({"FRUITS_DEFAULT_PLATFORM": "gcp"})
+    assert Deployment.from_env({"FRUITS_S3_VERIFY": "/etc/ca.pem"}).s3_verify == "/etc/ca.pem"
+    assert Deployment.from_env({}).s3_verify is True

@@ -1,0 +1,209 @@
+"""The DAG on platform emr, end to end over HTTP: moto (S3 + EMR) and Azurite on loopback.
+
+moto accepts the cluster and the steps but never runs them: a driver thread plays EMR, writing
+each step's outputs to S3 and moving the step to COMPLETED (or FAILED), as the cluster would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from datetime import datetime, timezone
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from localdev import lake
+from localdev.emulators import REGION, local_cloud
+
+pytestmark = pytest.mark.e2e
+
+RUN_DATE = datetime(2026, 11, 25, tzinfo=timezone.utc)
+OUTPUT_FILES = {  # what each step writes under its --output (and --quarantine)
+    "featurize": ["part-00000.parquet", "_manifest.json"],
+    "pca": ["vectors/part-00000.parquet", "model/metadata/part-00000", "report.json"],
+    "classify": ["metrics.json", "model/metadata/part-00000"],
+}
+
+
+class FakeEmr(threading.Thread):
+    """Plays the cluster: completes (or fails) each step moto holds, writing its outputs."""
+
+    def __init__(self, s3, failing_step: str | None = None):
+        super().__init__(daemon=True)
+        self.s3, self.failing_step = s3, failing_step
+        self.stop = threading.Event()
+        self.ran: list[str] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stop.wait(0.2):
+                for cluster in moto_clusters():
+                    for step in cluster.steps:
+                        if step.state in ("PENDING", "RUNNING"):
+                            self.play(step)
+        except BaseException as error:  # surfaced by run_dag: a dead driver must fail the test
+            self.error = error
+
+    def play(self, step) -> None:
+        self.ran.append(step.name)
+        if step.name == self.failing_step:
+            step.state = "FAILED"
+            return
+        arguments = dict(zip(step.args, step.args[1:]))  # each flag -> the value after it
+        for flag in ("--output", "--quarantine"):
+            if flag in arguments:
+                bucket, key = arguments[flag][len("s3://") :].split("/", 1)
+                for name in OUTPUT_FILES[step.name] if flag == "--output" else ["part-0.parquet"]:
+                    body = json.dumps({"step": step.name, "file": name}).encode()
+                    self.s3.put_object(Bucket=bucket, Key=f"{key}/{name}", Body=body)
+        step.state = "COMPLETED"
+
+
+def moto_clusters() -> list:
+    """Every cluster moto holds (behind an endpoint URL moto files them under us-east-1)."""
+    from moto.emr.models import emr_backends
+
+    return [
+        cluster
+        for regions in list(emr_backends.values())
+        for backend in list(regions.values())
+        for cluster in list(backend.clusters.values())
+    ]
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory, pretrained_weights):
+    with local_cloud(tmp_path_factory.mktemp("cloud"), threaded_moto=True) as endpoints:
+        s3 = lake.s3_client(endpoints)
+        lake.create_lake(s3)
+        s3.put_object(Bucket=lake.LAKE_BUCKET, Key="landing/Training/Kiwi/1.jpg", Body=b"jpeg")
+        weights_uri, sha256 = lake.upload_weights(s3, pretrained_weights)
+        env = {
+            **endpoints.airflow_env(),
+            **lake.variable_env(lake.fruits_config(weights_uri, sha256)),
+        }
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            yield endpoints, s3
+        finally:
+            for key, value in saved.items():
+                os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+
+
+def run_dag(pipeline_dag, s3, failing_step=None):
+    fake_emr = FakeEmr(s3, failing_step)
+    fake_emr.start()
+    try:
+        dag_run = pipeline_dag.test(logical_date=RUN_DATE, run_conf={"platform": "emr"})
+    finally:
+        fake_emr.stop.set()
+        fake_emr.join()
+    if fake_emr.error:
+        raise fake_emr.error
+    return dag_run, {ti.task_id: ti.state for ti in dag_run.get_task_instances()}, fake_emr
+
+
+def clusters(s3_endpoint_url: str) -> list[dict]:
+    """The clusters as the EMR API lists them, through the same endpoint as the DAG."""
+    import boto3
+
+    emr = boto3.client(
+        "emr",
+        endpoint_url=s3_endpoint_url,
+        region_name=REGION,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    return emr.list_clusters()["Clusters"]
+
+
+def blobs(endpoints) -> dict[str, int]:
+    service = BlobServiceClient.from_connection_string(endpoints.azurite_connection_string)
+    container = service.get_container_client(lake.CONTAINER)
+    return {b.name: b.size for b in container.list_blobs()}
+
+
+def test_a_successful_run_publishes_to_azure_and_terminates_the_cluster(pipeline_dag, cloud):
+    endpoints, s3 = cloud
+    dag_run, states, fake_emr = run_dag(pipeline_dag, s3)
+
+    assert dag_run.state == "success", states
+    assert fake_emr.ran == ["featurize", "pca", "classify"]
+    assert {states[f"run_{n}_locally"] for n in ("featurize", "pca", "classify")} == {"skipped"}
+    assert states["terminate_emr_cluster"] == "success"
+    assert [c["Status"]["State"] for c in clusters(endpoints.s3_url)] == ["TERMINATED"]
+
+    published = blobs(endpoints)
+    latest = json.loads(
+        BlobServiceClient.from_connection_string(endpoints.azurite_connection_string)
+        .get_blob_client(lake.CONTAINER, "fruits/2026-11-25/LATEST.json")
+        .download_blob()
+        .readall()
+    )
+    copied = {n[len(latest["prefix"]) :] for n in published if n.startswith(latest["prefix"])}
+    expected = {f"features/{f}" for f in OUTPUT_FILES["featurize"]}
+    expected |= {f"pca/{f}" for f in OUTPUT_FILES["pca"]}
+    expected |= {f"classify/{f}" for f in OUTPUT_FILES["classify"]} | {"quarantine/part-0.parquet"}
+    assert copied == expected | {"_EXPORT_MANIFEST.json"}
+    assert latest["objects"] == len(expected)
+
+
+def test_a_failing_step_fails_the_run_and_still_terminates_the_cluster(pipeline_dag, cloud):
+    endpoints, s3 = cloud
+    before = {c["Id"] for c in clusters(endpoints.s3_url)}
+    dag_run, states, fake_emr = run_dag(pipeline_dag, s3, failing_step="pca")
+
+    assert dag_run.state == "failed", states
+    assert states["watch_pca_step"] == "failed"
+    assert states["add_classify_step"] == "upstream_failed"
+    assert states["copy_to_azure"] == "upstream_failed"
+    assert states["terminate_emr_cluster"] == "success"
+    new = [c for c in clusters(endpoints.s3_url) if c["Id"] not in before]
+    assert [c["Status"]["State"] for c in new] == ["TERMINATED"]
+    assert "classify" not in fake_emr.ran
+
+
+def test_rerunning_a_date_leaves_exactly_one_verified_copy(pipeline_dag, cloud):
+    endpoints, s3 = cloud
+    for _ in range(2):
+        dag_run, states, _ = run_dag(pipeline_dag, s3)
+        assert dag_run.state == "success", states
+    dated = [name for name in blobs(endpoints) if name.startswith("fruits/2026-11-25/")]
+    folders = {name.split("/")[2] for name in dated if not name.endswith("LATEST.json")}
+    assert len(folders) == 1
+    s3_objects = s3.list_objects_v2(Bucket=lake.LAKE_BUCKET, Prefix="runs/2026-11-25/")["KeyCount"]
+    assert len(dated) == s3_objects + 2  # + the export manifest and LATEST.json
+
+
+def test_the_copy_is_verified_blob_by_blob(cloud):
+    """Delete or truncate one exported blob: the verification names it."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+
+    from fruits import lake as fruits_lake
+
+    endpoints, s3 = cloud
+    s3_hook, wasb = S3Hook(aws_conn_id="fruits_aws"), WasbHook(wasb_conn_id="fruits_wasb")
+    target = fruits_lake.ExportTarget(lake.CONTAINER, "fruits/2026-11-30", "attempt1")
+    s3.put_object(Bucket=lake.LAKE_BUCKET, Key="runs/2026-11-30/pca/report.json", Body=b"{}" * 50)
+    s3.put_object(Bucket=lake.LAKE_BUCKET, Key="runs/2026-11-30/classify/metrics.json", Body=b"{}")
+    for key in ("pca/report.json", "classify/metrics.json"):
+        body = s3.get_object(Bucket=lake.LAKE_BUCKET, Key=f"runs/2026-11-30/{key}")["Body"].read()
+        wasb.load_string(
+            body.decode(), lake.CONTAINER, f"{target.blob_prefix}/{key}", create_container=True
+        )
+    verify = lambda: fruits_lake.verify_and_publish(  # noqa: E731
+        s3_hook, wasb, lake.LAKE_BUCKET, "runs/2026-11-30", target, "attempt1"
+    )
+    assert verify()["objects"] == 2
+
+    wasb.load_string("{}", lake.CONTAINER, f"{target.blob_prefix}/pca/report.json", overwrite=True)
+    with pytest.raises(fruits_lake.ExportMismatch, match="size differs: pca/report.json"):
+        verify()
+    wasb.delete_file(lake.CONTAINER, f"{target.blob_prefix}/classify/metrics.json")
+    with pytest.raises(fruits_lake.ExportMismatch, match="missing in Azure: classify/metrics.json"):
+        verify()

@@ -1,0 +1,112 @@
+"""The DAG as a reviewer sees it: imports cleanly, runs in this order, sends valid EMR requests."""
+
+import botocore.session
+import pytest
+from botocore.validate import ParamValidator
+
+from fruits import emr
+from fruits.config import Deployment, RunConfig
+from fruits.spark_steps import pipeline_jobs
+
+VARIABLE = {
+    "region": "eu-west-1",
+    "lake_bucket": "fruits-lake",
+    "weights_uri": "s3://fruits-lake/models/mobilenet.weights.h5",
+    "weights_sha256": "e" * 64,
+    "azure_container": "fruits-published",
+}
+UPSTREAM = {  # task -> the tasks it waits for: the pipeline's order, exactly
+    "resolve_config": set(),
+    "upload_spark_jobs": {"resolve_config"},
+    "check_weights": {"resolve_config"},
+    "plan_spark_jobs": {"resolve_config"},
+    "choose_platform": {"resolve_config", "upload_spark_jobs", "check_weights", "plan_spark_jobs"},
+    "emr_job_flow": {"choose_platform", "resolve_config", "upload_spark_jobs"},
+    "create_emr_cluster": {"emr_job_flow"},
+    "emr_steps": {"create_emr_cluster", "plan_spark_jobs", "upload_spark_jobs"},
+    "add_featurize_step": {"create_emr_cluster", "emr_steps"},
+    "watch_featurize_step": {"add_featurize_step", "create_emr_cluster"},
+    "add_pca_step": {"create_emr_cluster", "emr_steps", "watch_featurize_step"},
+    "watch_pca_step": {"add_pca_step", "create_emr_cluster"},
+    "add_classify_step": {"create_emr_cluster", "emr_steps", "watch_pca_step"},
+    "watch_classify_step": {"add_classify_step", "create_emr_cluster"},
+    "terminate_emr_cluster": {"create_emr_cluster", "watch_classify_step"},
+    "run_featurize_locally": {"choose_platform", "plan_spark_jobs", "upload_spark_jobs"},
+    "run_pca_locally": {"run_featurize_locally", "plan_spark_jobs", "upload_spark_jobs"},
+    "run_classify_locally": {"run_pca_locally", "plan_spark_jobs", "upload_spark_jobs"},
+    "copy_to_azure": {"resolve_config", "watch_classify_step", "run_classify_locally"},
+    "verify_and_publish": {"copy_to_azure", "resolve_config"},
+}
+
+
+def config(**params) -> RunConfig:
+    return RunConfig.build({"run_date": "2026-11-25", **params}, VARIABLE, Deployment())
+
+
+def test_the_tasks_run_in_the_pipeline_order(pipeline_dag):
+    assert {t.task_id: set(t.upstream_task_ids) for t in pipeline_dag.tasks} == UPSTREAM
+
+
+def test_the_cluster_is_always_terminated_by_a_teardown(pipeline_dag):
+    terminate = pipeline_dag.get_task("terminate_emr_cluster")
+    assert terminate.is_teardown
+    assert {s.task_id for s in terminate.upstream_list if s.is_setup} == {"create_emr_cluster"}
+
+
+def test_schedule_defaults_and_form(pipeline_dag):
+    assert pipeline_dag.catchup is False
+    assert pipeline_dag.default_args["owner"] == "data-platform"
+    assert pipeline_dag.default_args["retries"] >= 1
+    assert pipeline_dag.doc_md and pipeline_dag.tags
+    assert set(pipeline_dag.params) == {
+        "run_date",
+        "input_prefix",
+        "pca_variance",
+        "pca_k",
+        "platform",
+    }
+    add_steps = [t for t in pipeline_dag.tasks if t.task_id.startswith("add_")]
+    assert add_steps and all(t.retries == 0 for t in add_steps)
+
+
+def emr_shape(operation: str):
+    model = botocore.session.get_session().get_service_model("emr")
+    return model.operation_model(operation).input_shape
+
+
+def test_the_job_flow_is_a_valid_run_job_flow_request():
+    run = config()
+    request = emr.job_flow(run, "s3://fruits-lake/code/abc", "manual__2026-11-25T02:00:00+00:00")
+    report = ParamValidator().validate(request, emr_shape("RunJobFlow"))
+    assert not report.has_errors(), report.generate_report()
+    assert request["ReleaseLabel"].startswith("emr-7.")
+    assert request["LogUri"] == "s3://fruits-lake/emr-logs/"
+    assert request["AutoTerminationPolicy"]["IdleTimeout"] > 0
+    assert request["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
+    spark_env = request["Configurations"][0]["Configurations"][0]["Properties"]
+    assert spark_env["PYSPARK_PYTHON"] == emr.VENV_PYTHON
+    assert {"Key": "airflow_run_id", "Value": "manual__2026-11-25T02:00:00+00:00"} in request[
+        "Tags"
+    ]
+    bootstrap = request["BootstrapActions"][0]["ScriptBootstrapAction"]
+    assert bootstrap["Args"] == ["s3://fruits-lake/code/abc/requirements.txt"]
+
+
+@pytest.mark.parametrize("params", [{}, {"pca_k": 40}])
+def test_the_steps_are_valid_add_job_flow_steps_requests(params):
+    steps = [emr.step(job, "s3://fruits-lake/code/abc") for job in pipeline_jobs(config(**params))]
+    request = {"JobFlowId": "j-1", "Steps": steps}
+    report = ParamValidator().validate(request, emr_shape("AddJobFlowSteps"))
+    assert not report.has_errors(), report.generate_report()
+    featurize, pca, classify = (step["HadoopJarStep"]["Args"] for step in steps)
+    assert featurize[:5] == [
+        "spark-submit",
+        "--deploy-mode",
+        "client",
+        "--py-files",
+        "s3://fruits-lake/code/abc/jobio.py",
+    ]
+    assert featurize[5] == "s3://fruits-lake/code/abc/featurize.py"
+    assert "s3://fruits-lake/runs/2026-11-25/features" in featurize
+    assert ("--k" in pca) == ("pca_k" in params)
+    assert "s3://fruits-lake/runs/2026-11-25/pca/vectors" in classify
