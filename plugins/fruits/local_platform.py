@@ -25,6 +25,8 @@ HADOOP_SIDE_FILES = (".crc",)  # checksums Hadoop's local filesystem writes next
 
 
 def run_job(job: SparkJob, code_uri: str, s3_hook, scratch_root: str | None = None) -> None:
+    if scratch_root:
+        Path(scratch_root).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"fruits-{job.name}-", dir=scratch_root) as scratch:
         root = Path(scratch)
         code = download(s3_hook, code_uri, root / "code")
