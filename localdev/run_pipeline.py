@@ -39,7 +39,7 @@ def find_weights(explicit: Path | None) -> Path:
             return Path(candidate)
     if explicit:
         raise SystemExit(f"--weights {explicit}: no such file")
-    print("No weights file given: downloading Keras' ImageNet MobileNetV2 weights...")
+    print("No weights file given: downloading Keras' ImageNet weights...", file=sys.stderr)
     try:
         import keras
 

