@@ -1,0 +1,85 @@
+"""PCA fit time on 1280-d features, and how it grows with the number of rows.
+
+    python -m benchmarks.pca [--rows 25000 50000 100000]
+
+Fits the pca job's own pipeline (centring + Spark ML PCA, k chosen at 95% variance from the
+full curve, then the final fit) on rows made by repeating the real features of the shared
+sample (the cost of a fit is the covariance pass over the rows, whatever their values), in Spark
+local[2]. Prints seconds per fit
+and the per-row cost, so the growth is visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "spark_jobs"))
+
+import pca  # noqa: E402  (the job's own functions)
+from benchmarks.quality import SHARED, run  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[25_000, 50_000, 100_000])
+    args = parser.parse_args(argv)
+
+    from pyspark.ml.functions import array_to_vector
+    from pyspark.sql import SparkSession
+
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.driver.memory", "8g")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    with tempfile.TemporaryDirectory(prefix="bench-pca-") as scratch:
+        features = Path(scratch, "features")
+        run(
+            "featurize",
+            *("--input", str(SHARED / "data" / "fruits360-sample"), "--output", str(features)),
+            *(
+                "--weights",
+                str(SHARED / "models" / "mobilenet_v2_1.0_pretrained_no_top.weights.h5"),
+            ),
+        )
+        real = spark.read.parquet(str(features))
+        base_rows = real.count()
+        print(
+            "\nPCA fit time — 1280-d MobileNetV2 features, Spark local[2] "
+            f"(from {base_rows} real rows)"
+        )
+        print(f"{'rows':>8} {'curve fit s':>12} {'final fit s':>12} {'k@95%':>6} {'µs/row':>8}")
+        for rows in args.rows:
+            copies = -(-rows // base_rows)
+            data = (
+                real.crossJoin(spark.range(copies).withColumnRenamed("id", "copy"))
+                .limit(rows)
+                .withColumn("features_vector", array_to_vector("features"))
+                .repartition(8)
+                .cache()
+            )
+            data.count()
+            started = time.perf_counter()
+            explained = pca.explained_variance_curve(data, 1280, standardize=False)
+            curve = time.perf_counter() - started
+            cumulative = [sum(explained[: i + 1]) for i in range(len(explained))]
+            k = pca.choose_k(cumulative, 0.95)
+            started = time.perf_counter()
+            pca.pca_pipeline(k, standardize=False).fit(data)
+            final = time.perf_counter() - started
+            print(
+                f"{rows:8d} {curve:12.1f} {final:12.1f} {k:6d} {1e6 * (curve + final) / rows:8.1f}"
+            )
+            data.unpersist()
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()
