@@ -11,6 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt spark_jobs/requirements
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 export PATH := $(abspath $(BIN)):$(abspath node_modules/.bin):$(PATH)
+export PYTHONPATH := $(abspath plugins):$(abspath .)
 
 # Featurize any folder of photos: make featurize INPUT=~/photos OUTPUT=/tmp/features [WEIGHTS=...]
 INPUT ?= ../shared/data/fruits360-sample

@@ -29,10 +29,9 @@ import numpy as np
 import psutil
 import pyarrow.parquet as pq
 
+from benchmarks import REPO, add_data_arguments
 from benchmarks.keras_reference import cosine_rows, keras_features
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 REFERENCE_SAMPLE = 256
 
 
@@ -153,12 +152,7 @@ def load_features(output: Path) -> dict[str, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=Path, default=SHARED / "data" / "fruits360-sample")
-    parser.add_argument(
-        "--weights",
-        type=Path,
-        default=SHARED / "models" / "mobilenet_v2_1.0_pretrained_no_top.weights.h5",
-    )
+    add_data_arguments(parser)
     parser.add_argument("--copies", type=int, default=3, help="read the images this many times")
     parser.add_argument("--cores", type=int, default=2)
     args = parser.parse_args(argv)

@@ -5,8 +5,7 @@
 Fits the pca job's own pipeline (centring + Spark ML PCA, k chosen at 95% variance from the
 full curve, then the final fit) on rows made by repeating the real features of the shared
 sample (the cost of a fit is the covariance pass over the rows, whatever their values), in Spark
-local[2]. Prints seconds per fit
-and the per-row cost, so the growth is visible.
+local[2]. Prints seconds per fit and the per-row cost, so the growth is visible.
 """
 
 from __future__ import annotations
@@ -17,11 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "spark_jobs"))
+from benchmarks import PRETRAINED_WEIGHTS, REPO, SAMPLE_DIR
+from benchmarks.quality import run
 
+sys.path.insert(0, str(REPO / "spark_jobs"))
 import pca  # noqa: E402  (the job's own functions)
-from benchmarks.quality import SHARED, run  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,11 +42,8 @@ def main(argv: list[str] | None = None) -> None:
         features = Path(scratch, "features")
         run(
             "featurize",
-            *("--input", str(SHARED / "data" / "fruits360-sample"), "--output", str(features)),
-            *(
-                "--weights",
-                str(SHARED / "models" / "mobilenet_v2_1.0_pretrained_no_top.weights.h5"),
-            ),
+            *("--input", str(SAMPLE_DIR), "--output", str(features)),
+            *("--weights", str(PRETRAINED_WEIGHTS)),
         )
         real = spark.read.parquet(str(features))
         base_rows = real.count()

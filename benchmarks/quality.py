@@ -16,10 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks import REPO, add_data_arguments
 from fruits.local_platform import spark_submit
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 
 
 def run(job: str, *arguments: str) -> None:
@@ -47,12 +45,7 @@ def pca_then_classify(features: Path, output: Path, *pca_choice: str) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=Path, default=SHARED / "data" / "fruits360-sample")
-    parser.add_argument(
-        "--weights",
-        type=Path,
-        default=SHARED / "models" / "mobilenet_v2_1.0_pretrained_no_top.weights.h5",
-    )
+    add_data_arguments(parser)
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as scratch:

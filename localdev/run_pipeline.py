@@ -23,7 +23,7 @@ from datetime import date
 from pathlib import Path
 
 from localdev import lake
-from localdev.emulators import REPO, Endpoints, local_cloud
+from localdev.emulators import REPO, Endpoints, airflow_home_env, local_cloud
 
 BUNDLED_SAMPLE = REPO / "localdev" / "sample"
 SHARED_WEIGHTS = REPO.parent / "shared" / "models" / "mobilenet_v2_1.0_pretrained_no_top.weights.h5"
@@ -57,11 +57,7 @@ def airflow_env(endpoints: Endpoints, home: Path, config: dict) -> dict[str, str
         **os.environ,
         **endpoints.airflow_env(),
         **lake.variable_env(config),
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        **airflow_home_env(home),
         "FRUITS_DEFAULT_PLATFORM": "local",
         "FRUITS_SCRATCH_DIR": str(home.parent / "scratch"),
         "FRUITS_RETRY_DELAY_S": "5",

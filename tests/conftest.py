@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from localdev.emulators import airflow_home_env
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FRUITS_SHARED_DIR", REPO.parent / "shared"))
 SAMPLE_DIR = SHARED / "data" / "fruits360-sample"
@@ -29,11 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="fruits-airflow-tests-"))
 os.environ.update(
     {
-        "AIRFLOW_HOME": str(AIRFLOW_HOME),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME}/airflow.db",
+        **airflow_home_env(AIRFLOW_HOME),
         "FRUITS_POLL_INTERVAL_S": "1",
         "FRUITS_STEP_TIMEOUT_S": "120",
         "FRUITS_RETRY_DELAY_S": "1",

@@ -3,14 +3,9 @@
 import pytest
 
 from fruits.config import ConfigError, Deployment, RunConfig, parse_variable
+from localdev import lake
 
-VARIABLE = {
-    "region": "eu-west-1",
-    "lake_bucket": "fruits-lake",
-    "weights_uri": "s3://fruits-lake/models/mobilenet.weights.h5",
-    "weights_sha256": "e" * 64,
-    "azure_container": "fruits-published",
-}
+VARIABLE = lake.fruits_config("s3://fruits-lake/models/mobilenet.weights.h5", "e" * 64)
 
 
 def build(params=None, **variable):

@@ -7,14 +7,9 @@ from botocore.validate import ParamValidator
 from fruits import emr
 from fruits.config import Deployment, RunConfig
 from fruits.spark_steps import pipeline_jobs
+from localdev import lake
 
-VARIABLE = {
-    "region": "eu-west-1",
-    "lake_bucket": "fruits-lake",
-    "weights_uri": "s3://fruits-lake/models/mobilenet.weights.h5",
-    "weights_sha256": "e" * 64,
-    "azure_container": "fruits-published",
-}
+VARIABLE = lake.fruits_config("s3://fruits-lake/models/mobilenet.weights.h5", "e" * 64)
 UPSTREAM = {  # task -> the tasks it waits for: the pipeline's order, exactly
     "resolve_config": set(),
     "upload_spark_jobs": {"resolve_config"},
