@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         SparkSession.builder.master("local[2]")
         .config("spark.driver.memory", "8g")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")

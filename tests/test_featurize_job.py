@@ -37,6 +37,29 @@ def broken_files() -> dict[str, bytes]:
     }
 
 
+def odd_but_readable_files() -> dict[str, bytes]:
+    """Relative path -> bytes of unusual but valid photos: each must be featurized."""
+
+    def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, fmt, **options)
+        return buffer.getvalue()
+
+    photo = Image.effect_noise((90, 70), 40).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated phone photo
+    wide = Image.fromarray((np.arange(90 * 70, dtype=np.uint16) * 9).reshape(70, 90))
+    return {
+        "Training/Odd/alpha.png": encoded(photo.convert("RGBA"), "PNG"),
+        "Training/Odd/palette.png": encoded(photo.convert("P"), "PNG"),
+        "Training/Odd/grey.jpg": encoded(photo.convert("L"), "JPEG"),
+        "Training/Odd/cmyk.jpg": encoded(photo.convert("CMYK"), "JPEG"),
+        "Test/Odd/sixteen-bit.png": encoded(wide, "PNG"),
+        "Test/Odd/rotated.JPG": encoded(photo, "JPEG", exif=exif),
+        "Test/Odd/pêche mûre n°1.jpeg": encoded(photo, "JPEG"),
+    }
+
+
 def copy_sample(sample_dir: Path, target: Path, classes: int) -> list[Path]:
     copied = []
     for split in ("Training", "Test"):
@@ -50,7 +73,7 @@ def copy_sample(sample_dir: Path, target: Path, classes: int) -> list[Path]:
 def run(tmp_path_factory, sample_dir, pretrained_weights):
     root = tmp_path_factory.mktemp("featurize")
     good = copy_sample(sample_dir, root / "in", CLASSES)
-    for relative, content in broken_files().items():
+    for relative, content in {**broken_files(), **odd_but_readable_files()}.items():
         (root / "in" / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / "in" / relative).write_bytes(content)
     (root / "in" / "Training" / "README.txt").write_text("not an image: never read")
@@ -82,7 +105,8 @@ def local_path(uri: str) -> Path:
 def test_features_equal_a_plain_keras_reference(run, pretrained_weights):
     root, good, _ = run
     features = read_parquet(root / "out" / "features")
-    assert sorted(local_path(p) for p in features["path"]) == sorted(good)
+    odd = [root / "in" / relative for relative in odd_but_readable_files()]
+    assert sorted(local_path(p) for p in features["path"]) == sorted(good + odd)
 
     by_path = {local_path(p): np.asarray(v) for p, v in zip(features["path"], features["features"])}
     ours = np.stack([by_path[p] for p in good])
@@ -116,9 +140,10 @@ def test_broken_files_are_quarantined_with_a_reason(run):
 def test_manifest_counts_and_weights_are_exact(run, pretrained_weights):
     root, good, _ = run
     manifest = json.loads((root / "out" / "features" / "_manifest.json").read_text())
+    readable = len(good) + len(odd_but_readable_files())
     assert manifest["counts"] == {
-        "read": len(good) + len(broken_files()),
-        "featurized": len(good),
+        "read": readable + len(broken_files()),
+        "featurized": readable,
         "quarantined": len(broken_files()),
     }
     assert (
