@@ -40,7 +40,7 @@ from airflow.providers.amazon.aws.operators.emr import (
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 from airflow.providers.microsoft.azure.transfers.s3_to_wasb import S3ToAzureBlobStorageOperator
-from airflow.sdk import Asset, Param, Variable, chain, dag, get_current_context, task
+from airflow.sdk import Asset, BaseHook, Param, Variable, chain, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.utils.trigger_rule import TriggerRule
 from azure.core.exceptions import ResourceNotFoundError
@@ -198,6 +198,17 @@ def resolve_config(params=None, ds=None, run_id=None) -> dict:
         "container": config.azure_container,
         "blob_prefix": target.blob_prefix,
     }
+
+
+def check_connections_exist(*conn_ids: str) -> None:
+    for conn_id in conn_ids:
+        try:
+            BaseHook.get_connection(conn_id)
+        except Exception:  # AirflowNotFoundException; the message says nothing more
+            raise ConfigError(
+                f"connection {conn_id!r} is missing: create it in Airflow (see README, "
+                "Configuration) or set FRUITS_AWS_CONN_ID / FRUITS_WASB_CONN_ID"
+            ) from None
 
 
 @task

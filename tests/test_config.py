@@ -55,3 +55,16 @@ def test_deployment_settings_are_checked():
         Deployment.from_env({"FRUITS_DEFAULT_PLATFORM": "gcp"})
     assert Deployment.from_env({"FRUITS_S3_VERIFY": "/etc/ca.pem"}).s3_verify == "/etc/ca.pem"
     assert Deployment.from_env({}).s3_verify is True
+
+
+def test_a_missing_connection_is_named(monkeypatch, pipeline_dag):
+    import fruits_pipeline
+
+    def get_connection(conn_id):
+        if conn_id == "fruits_wasb":
+            raise LookupError(conn_id)
+
+    monkeypatch.setattr(fruits_pipeline.BaseHook, "get_connection", get_connection)
+    fruits_pipeline.check_connections_exist("fruits_aws")
+    with pytest.raises(ConfigError, match="connection 'fruits_wasb' is missing"):
+        fruits_pipeline.check_connections_exist("fruits_aws", "fruits_wasb")

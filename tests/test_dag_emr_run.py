@@ -7,6 +7,7 @@ each step's outputs to S3 and moving the step to COMPLETED (or FAILED), as the c
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from datetime import datetime, timezone
@@ -20,6 +21,8 @@ from localdev.emulators import REGION, local_cloud
 pytestmark = pytest.mark.e2e
 
 RUN_DATE = datetime(2026, 11, 25, tzinfo=timezone.utc)
+# Recognisable fake credentials (moto accepts any): none may appear in anything written.
+SECRET_KEY_ID, SECRET_KEY = "AKIAFRUITSTESTKEY0001", "fruits-Secret-Do-Not-Leak-7f3a9c"
 OUTPUT_FILES = {  # what each step writes under its --output (and --quarantine)
     "featurize": ["part-00000.parquet", "_manifest.json"],
     "pca": ["vectors/part-00000.parquet", "model/metadata/part-00000", "report.json"],
@@ -81,8 +84,12 @@ def cloud(tmp_path_factory, pretrained_weights):
         lake.create_lake(s3)
         s3.put_object(Bucket=lake.LAKE_BUCKET, Key="landing/Training/Kiwi/1.jpg", Body=b"jpeg")
         weights_uri, sha256 = lake.upload_weights(s3, pretrained_weights)
+        connections = endpoints.airflow_env()
+        aws = json.loads(connections["AIRFLOW_CONN_FRUITS_AWS"])
+        aws.update(login=SECRET_KEY_ID, password=SECRET_KEY)
         env = {
-            **endpoints.airflow_env(),
+            **connections,
+            "AIRFLOW_CONN_FRUITS_AWS": json.dumps(aws),
             **lake.variable_env(lake.fruits_config(weights_uri, sha256)),
         }
         saved = {k: os.environ.get(k) for k in env}
@@ -207,3 +214,26 @@ def test_the_copy_is_verified_blob_by_blob(cloud):
     wasb.delete_file(lake.CONTAINER, f"{target.blob_prefix}/classify/metrics.json")
     with pytest.raises(fruits_lake.ExportMismatch, match="missing in Azure: classify/metrics.json"):
         verify()
+
+
+def test_no_credential_is_written_anywhere(pipeline_dag, cloud, caplog, airflow_db):
+    """Logs, rendered templates and XComs (the metadata DB), S3 outputs and blobs: no secret."""
+    endpoints, s3 = cloud
+    with caplog.at_level("DEBUG"):
+        dag_run, states, _ = run_dag(pipeline_dag, s3)
+    assert dag_run.state == "success", states
+
+    # botocore's DEBUG lines show the (public) access key id in the request's signature header;
+    # task logs run at INFO. The secret key must appear nowhere, not even at DEBUG.
+    written = [r.getMessage().encode() for r in caplog.records if r.levelno >= logging.INFO]
+    written += [p.read_bytes() for p in airflow_db.rglob("*") if p.is_file()]
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=lake.LAKE_BUCKET):
+        for item in page.get("Contents", []):
+            written.append(s3.get_object(Bucket=lake.LAKE_BUCKET, Key=item["Key"])["Body"].read())
+    service = BlobServiceClient.from_connection_string(endpoints.azurite_connection_string)
+    container = service.get_container_client(lake.CONTAINER)
+    written += [container.download_blob(b.name).readall() for b in container.list_blobs()]
+    assert len(written) > 20
+    for secret in (SECRET_KEY_ID, SECRET_KEY):
+        assert not [blob for blob in written if secret.encode() in blob], f"{secret} leaked"
+    assert SECRET_KEY not in caplog.text
