@@ -43,9 +43,10 @@ def run(input_dir: Path, output: Path, weights: Path, *extra: str) -> dict:
 
 
 def parquet_rows(path: Path) -> list[dict]:
+    """The rows of a Parquet output, by path (Spark gives no order across part files)."""
     import pyarrow.parquet as pq
 
-    return pq.read_table(path).to_pylist()
+    return sorted(pq.read_table(path).to_pylist(), key=lambda row: row["path"])
 
 
 def test_a_rerun_replaces_the_output_completely(spark, tmp_path, sample_dir, random_weights):
