@@ -148,7 +148,9 @@ def main(argv: list[str] | None = None) -> None:
         "job": "classify",
         "input": args.input,
         "features_column": column,
-        "classifier": f"multinomial logistic regression (regParam={args.reg_param}, unstandardized)",
+        "classifier": (
+            f"multinomial logistic regression (regParam={args.reg_param}, unstandardized)"
+        ),
         "split_rule": rule,
         "counts": counts,
         "classes": len(per_class),
