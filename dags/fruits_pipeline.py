@@ -15,6 +15,8 @@ classifier on them, and publishes the run's outputs to Azure Blob Storage.
      after success, failure or timeout, like `trigger_rule=ALL_DONE`, but does not turn a failed
      run into a successful one).
    - `local`: the same spark-submit commands in Spark local mode, inputs staged from S3.
+   - `databricks`: one Databricks run of the same three jobs on a job cluster (released when the
+     run ends; a teardown cancels a run Airflow stopped watching).
 4. **copy_to_azure** (the Azure provider's `S3ToAzureBlobStorageOperator`) copies
    `s3://<lake>/runs/<date>/` to `<container>/<prefix>/<date>/<run id>/`;
    **verify_and_publish** checks every object (name, size, MD5), then points
@@ -38,6 +40,11 @@ from airflow.providers.amazon.aws.operators.emr import (
     EmrTerminateJobFlowOperator,
 )
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
+from airflow.providers.databricks.hooks.databricks import DatabricksHook, RunState
+from airflow.providers.databricks.operators.databricks import (
+    DatabricksCreateJobsOperator,
+    DatabricksRunNowOperator,
+)
 from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 from airflow.providers.microsoft.azure.transfers.s3_to_wasb import S3ToAzureBlobStorageOperator
 from airflow.sdk import Asset, BaseHook, Param, Variable, chain, dag, get_current_context, task
@@ -45,7 +52,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow.utils.trigger_rule import TriggerRule
 from azure.core.exceptions import ResourceNotFoundError
 
-from fruits import emr, lake, local_platform
+from fruits import databricks, emr, lake, local_platform
 from fruits.config import PLATFORMS, ConfigError, Deployment, RunConfig, parse_variable
 from fruits.spark_steps import JOB_ORDER, SparkJob, pipeline_jobs
 
@@ -107,7 +114,7 @@ WRITTEN_IN_S3 = Asset(name="fruits_features_s3", uri=DEPLOYMENT.s3_asset_uri)
             description="emr (production), local (Spark local mode), databricks.",
         ),
     },
-    tags=["fruits", "spark", "emr", "azure"],
+    tags=["fruits", "spark", "emr", "databricks", "azure"],
     doc_md=__doc__,
 )
 def fruits_pipeline():
@@ -162,6 +169,26 @@ def fruits_pipeline():
     ]
     chain(platform, *local_path)
 
+    # --- platform databricks: the same jobs as one Databricks job on a job cluster -------------
+    databricks_job = databricks_job_settings(plan["config"], jobs, code_uri)
+    define_job = DatabricksCreateJobsOperator(  # creates the named job, or resets it to this spec
+        task_id="define_databricks_job",
+        json=databricks_job["settings"],
+        databricks_conn_id=DEPLOYMENT.databricks_conn_id,
+    )
+    run_on_databricks = DatabricksRunNowOperator(
+        task_id="run_on_databricks",
+        job_id=define_job.output,
+        json={"idempotency_token": databricks_job["idempotency_token"]},
+        forward_dag_params=False,  # the job's arguments are in its tasks, not in the run form
+        databricks_conn_id=DEPLOYMENT.databricks_conn_id,
+        polling_period_seconds=DEPLOYMENT.poll_interval_s,
+        deferrable=DEPLOYMENT.deferrable,
+        retries=0,  # a failed job run is final, like a failed EMR step; re-run the date
+    )
+    release = release_databricks_run().as_teardown(setups=define_job)
+    chain(platform, databricks_job, define_job, run_on_databricks, release)
+
     # --- publish: copy, verify, point LATEST.json at it ------------------------------------------
     copy_to_azure = S3ToAzureBlobStorageOperator(
         task_id="copy_to_azure",
@@ -177,7 +204,11 @@ def fruits_pipeline():
         pre_execute=empty_export_folder,
         trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
     )
-    chain([emr_path[-1], local_path[-1]], copy_to_azure, verify_and_publish(plan["config"]))
+    chain(
+        [emr_path[-1], local_path[-1], run_on_databricks],
+        copy_to_azure,
+        verify_and_publish(plan["config"]),
+    )
 
 
 @task(multiple_outputs=True)
@@ -188,6 +219,7 @@ def resolve_config(params=None, ds=None, run_id=None) -> dict:
         config = RunConfig.build(
             {**params, "run_date": params["run_date"] or ds}, variable, DEPLOYMENT
         )
+        check_connections_exist(*connections_needed(config.platform))
     except ConfigError as error:
         raise AirflowFailException(f"invalid configuration: {error}") from None
     target = export_target(config, run_id)
@@ -200,6 +232,12 @@ def resolve_config(params=None, ds=None, run_id=None) -> dict:
     }
 
 
+def connections_needed(platform: str) -> list[str]:
+    """Every platform reads and writes the lake and publishes to Azure."""
+    needed = [DEPLOYMENT.aws_conn_id, DEPLOYMENT.wasb_conn_id]
+    return needed + [DEPLOYMENT.databricks_conn_id] if platform == "databricks" else needed
+
+
 def check_connections_exist(*conn_ids: str) -> None:
     for conn_id in conn_ids:
         try:
@@ -207,7 +245,8 @@ def check_connections_exist(*conn_ids: str) -> None:
         except Exception:  # AirflowNotFoundException; the message says nothing more
             raise ConfigError(
                 f"connection {conn_id!r} is missing: create it in Airflow (see README, "
-                "Configuration) or set FRUITS_AWS_CONN_ID / FRUITS_WASB_CONN_ID"
+                "Configuration) or set FRUITS_AWS_CONN_ID / FRUITS_WASB_CONN_ID / "
+                "FRUITS_DATABRICKS_CONN_ID"
             ) from None
 
 
@@ -237,7 +276,9 @@ def choose_platform(config: dict) -> str:
         return "emr_job_flow"
     if platform == "local":
         return "run_featurize_locally"
-    raise AirflowFailException(f"platform={platform!r} is not available in this DAG yet")
+    if platform == "databricks":
+        return "databricks_job_settings"
+    raise AirflowFailException(f"platform={platform!r} is unknown")  # validated before; kept safe
 
 
 @task
@@ -248,6 +289,32 @@ def emr_job_flow(config: dict, code_uri: str, run_id=None) -> dict:
 @task(multiple_outputs=True)
 def emr_steps(jobs: dict, code_uri: str) -> dict:
     return {name: [emr.step(SparkJob.from_dict(jobs[name]), code_uri)] for name in JOB_ORDER}
+
+
+@task(multiple_outputs=True)
+def databricks_job_settings(config: dict, jobs: dict, code_uri: str, run_id=None) -> dict:
+    settings = databricks.job_settings(
+        RunConfig.from_dict(config),
+        [SparkJob.from_dict(jobs[name]) for name in JOB_ORDER],
+        code_uri,
+        (SPARK_JOBS_DIR / "requirements.txt").read_text(),
+        timeout_s=DEPLOYMENT.step_timeout_s * len(JOB_ORDER),
+    )
+    return {"settings": settings, "idempotency_token": databricks.idempotency_token(run_id)}
+
+
+@task
+def release_databricks_run(ti=None) -> str:
+    """A job cluster goes when its run ends; end a run Airflow stopped watching (timeout)."""
+    run_id = ti.xcom_pull(task_ids="run_on_databricks", key="run_id")
+    if run_id is None:
+        return "no run was submitted"
+    hook = DatabricksHook(databricks_conn_id=DEPLOYMENT.databricks_conn_id)
+    state = RunState(**hook.get_run(run_id)["state"])
+    if state.is_terminal:
+        return f"run {run_id} already ended: {state.life_cycle_state} {state.result_state}"
+    hook.cancel_run(run_id)
+    return f"run {run_id} was {state.life_cycle_state}: cancelled"
 
 
 @task

@@ -21,6 +21,12 @@ def test_a_valid_config_derives_the_run_locations():
     assert RunConfig.from_dict(config.to_dict()) == config
 
 
+def test_platform_settings_come_from_prefixed_variable_keys():
+    config = build(databricks_num_workers=4, emr_core_instance_count=3)
+    assert (config.databricks.num_workers, config.emr.core_instance_count) == (4, 3)
+    assert RunConfig.from_dict(config.to_dict()) == config
+
+
 @pytest.mark.parametrize(
     ("params", "variable", "named"),
     [
@@ -35,6 +41,9 @@ def test_a_valid_config_derives_the_run_locations():
         ({}, {"weights_sha256": "abc"}, "weights_sha256='abc'"),
         ({}, {"lake_bucket": ""}, "lake_bucket is required"),
         ({}, {"lake_buckt": "x"}, "unknown setting(s) ['lake_buckt']"),
+        ({}, {"databricks_num_workers": 0}, "databricks_num_workers=0"),
+        ({}, {"databricks_spark_version": "latest"}, "databricks_spark_version='latest'"),
+        ({}, {"emr_core_instance_count": 0}, "emr_core_instance_count=0"),
     ],
 )
 def test_invalid_settings_are_named(params, variable, named):

@@ -6,28 +6,26 @@ each step's outputs to S3 and moving the step to COMPLETED (or FAILED), as the c
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
-from datetime import datetime, timezone
 
 import pytest
-from azure.storage.blob import BlobServiceClient
 
+from fake_cloud import (
+    RUN_DATE,
+    SECRET_KEY,
+    SECRET_KEY_ID,
+    blobs,
+    container,
+    expected_export,
+    published,
+    seeded_cloud,
+    write_outputs,
+)
 from localdev import lake
-from localdev.emulators import REGION, local_cloud
+from localdev.emulators import REGION
 
 pytestmark = pytest.mark.e2e
-
-RUN_DATE = datetime(2026, 11, 25, tzinfo=timezone.utc)
-# Recognisable fake credentials (moto accepts any): none may appear in anything written.
-SECRET_KEY_ID, SECRET_KEY = "AKIAFRUITSTESTKEY0001", "fruits-Secret-Do-Not-Leak-7f3a9c"
-OUTPUT_FILES = {  # what each step writes under its --output (and --quarantine)
-    "featurize": ["part-00000.parquet", "_manifest.json"],
-    "pca": ["vectors/part-00000.parquet", "model/metadata/part-00000", "report.json"],
-    "classify": ["metrics.json", "model/metadata/part-00000"],
-}
 
 
 class FakeEmr(threading.Thread):
@@ -55,13 +53,7 @@ class FakeEmr(threading.Thread):
         if step.name == self.failing_step:
             step.state = "FAILED"
             return
-        arguments = dict(zip(step.args, step.args[1:]))  # each flag -> the value after it
-        for flag in ("--output", "--quarantine"):
-            if flag in arguments:
-                bucket, key = arguments[flag][len("s3://") :].split("/", 1)
-                for name in OUTPUT_FILES[step.name] if flag == "--output" else ["part-0.parquet"]:
-                    body = json.dumps({"step": step.name, "file": name}).encode()
-                    self.s3.put_object(Bucket=bucket, Key=f"{key}/{name}", Body=body)
+        write_outputs(self.s3, step.name, step.args)
         step.state = "COMPLETED"
 
 
@@ -79,26 +71,8 @@ def moto_clusters() -> list:
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory, pretrained_weights):
-    with local_cloud(tmp_path_factory.mktemp("cloud"), threaded_moto=True) as endpoints:
-        s3 = lake.s3_client(endpoints)
-        lake.create_lake(s3)
-        s3.put_object(Bucket=lake.LAKE_BUCKET, Key="landing/Training/Kiwi/1.jpg", Body=b"jpeg")
-        weights_uri, sha256 = lake.upload_weights(s3, pretrained_weights)
-        connections = endpoints.airflow_env()
-        aws = json.loads(connections["AIRFLOW_CONN_FRUITS_AWS"])
-        aws.update(login=SECRET_KEY_ID, password=SECRET_KEY)
-        env = {
-            **connections,
-            "AIRFLOW_CONN_FRUITS_AWS": json.dumps(aws),
-            **lake.variable_env(lake.fruits_config(weights_uri, sha256)),
-        }
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            yield endpoints, s3
-        finally:
-            for key, value in saved.items():
-                os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+    with seeded_cloud(tmp_path_factory.mktemp("cloud"), pretrained_weights) as endpoints_and_s3:
+        yield endpoints_and_s3
 
 
 def run_dag(pipeline_dag, s3, failing_step=None):
@@ -128,12 +102,6 @@ def clusters(s3_endpoint_url: str) -> list[dict]:
     return emr.list_clusters()["Clusters"]
 
 
-def blobs(endpoints) -> dict[str, int]:
-    service = BlobServiceClient.from_connection_string(endpoints.azurite_connection_string)
-    container = service.get_container_client(lake.CONTAINER)
-    return {b.name: b.size for b in container.list_blobs()}
-
-
 def test_a_successful_run_publishes_to_azure_and_terminates_the_cluster(pipeline_dag, cloud):
     endpoints, s3 = cloud
     dag_run, states, fake_emr = run_dag(pipeline_dag, s3)
@@ -144,19 +112,9 @@ def test_a_successful_run_publishes_to_azure_and_terminates_the_cluster(pipeline
     assert states["terminate_emr_cluster"] == "success"
     assert [c["Status"]["State"] for c in clusters(endpoints.s3_url)] == ["TERMINATED"]
 
-    published = blobs(endpoints)
-    latest = json.loads(
-        BlobServiceClient.from_connection_string(endpoints.azurite_connection_string)
-        .get_blob_client(lake.CONTAINER, "fruits/2026-11-25/LATEST.json")
-        .download_blob()
-        .readall()
-    )
-    copied = {n[len(latest["prefix"]) :] for n in published if n.startswith(latest["prefix"])}
-    expected = {f"features/{f}" for f in OUTPUT_FILES["featurize"]}
-    expected |= {f"pca/{f}" for f in OUTPUT_FILES["pca"]}
-    expected |= {f"classify/{f}" for f in OUTPUT_FILES["classify"]} | {"quarantine/part-0.parquet"}
-    assert copied == expected | {"_EXPORT_MANIFEST.json"}
-    assert latest["objects"] == len(expected)
+    latest, copied = published(endpoints)
+    assert copied == expected_export() | {"_EXPORT_MANIFEST.json"}
+    assert latest["objects"] == len(expected_export())
 
 
 def test_a_failing_step_fails_the_run_and_still_terminates_the_cluster(pipeline_dag, cloud):
@@ -230,9 +188,8 @@ def test_no_credential_is_written_anywhere(pipeline_dag, cloud, caplog, airflow_
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=lake.LAKE_BUCKET):
         for item in page.get("Contents", []):
             written.append(s3.get_object(Bucket=lake.LAKE_BUCKET, Key=item["Key"])["Body"].read())
-    service = BlobServiceClient.from_connection_string(endpoints.azurite_connection_string)
-    container = service.get_container_client(lake.CONTAINER)
-    written += [container.download_blob(b.name).readall() for b in container.list_blobs()]
+    exported = container(endpoints)
+    written += [exported.download_blob(b.name).readall() for b in exported.list_blobs()]
     assert len(written) > 20
     for secret in (SECRET_KEY_ID, SECRET_KEY):
         assert not [blob for blob in written if secret.encode() in blob], f"{secret} leaked"

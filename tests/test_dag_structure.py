@@ -29,7 +29,21 @@ UPSTREAM = {  # task -> the tasks it waits for: the pipeline's order, exactly
     "run_featurize_locally": {"choose_platform", "plan_spark_jobs", "upload_spark_jobs"},
     "run_pca_locally": {"run_featurize_locally", "plan_spark_jobs", "upload_spark_jobs"},
     "run_classify_locally": {"run_pca_locally", "plan_spark_jobs", "upload_spark_jobs"},
-    "copy_to_azure": {"resolve_config", "watch_classify_step", "run_classify_locally"},
+    "databricks_job_settings": {
+        "choose_platform",
+        "resolve_config",
+        "plan_spark_jobs",
+        "upload_spark_jobs",
+    },
+    "define_databricks_job": {"databricks_job_settings"},
+    "run_on_databricks": {"define_databricks_job", "databricks_job_settings"},
+    "release_databricks_run": {"run_on_databricks", "define_databricks_job"},
+    "copy_to_azure": {
+        "resolve_config",
+        "watch_classify_step",
+        "run_classify_locally",
+        "run_on_databricks",
+    },
     "verify_and_publish": {"copy_to_azure", "resolve_config"},
 }
 

@@ -25,6 +25,7 @@ BUCKET_NAME = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()/ -]*$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+DATABRICKS_RUNTIME = re.compile(r"^\d+\.\d+\.x-[a-z0-9.-]+$")
 
 
 class ConfigError(ValueError):
@@ -37,6 +38,7 @@ class Deployment:
 
     aws_conn_id: str = "fruits_aws"
     wasb_conn_id: str = "fruits_wasb"
+    databricks_conn_id: str = "fruits_databricks"
     default_platform: str = "emr"
     # TLS verification of S3: "true", "false" (never in production) or a CA bundle path.
     s3_verify: bool | str = True
@@ -56,6 +58,7 @@ class Deployment:
         deployment = cls(
             aws_conn_id=env.get("FRUITS_AWS_CONN_ID", cls.aws_conn_id),
             wasb_conn_id=env.get("FRUITS_WASB_CONN_ID", cls.wasb_conn_id),
+            databricks_conn_id=env.get("FRUITS_DATABRICKS_CONN_ID", cls.databricks_conn_id),
             default_platform=env.get("FRUITS_DEFAULT_PLATFORM", cls.default_platform),
             s3_verify={"true": True, "false": False}.get(verify.lower(), verify),
             step_timeout_s=int(env.get("FRUITS_STEP_TIMEOUT_S", cls.step_timeout_s)),
@@ -94,6 +97,15 @@ class EmrSettings:
 
 
 @dataclass(frozen=True)
+class DatabricksSettings:
+    spark_version: str = "15.4.x-scala2.12"  # DBR 15.4 LTS: Spark 3.5, Python 3.11
+    node_type_id: str = "m5d.2xlarge"
+    num_workers: int = 2
+    instance_profile_arn: str = ""  # lets the job cluster read and write the lake
+    job_name: str = "fruits-features"  # created on the first run, reset to this run's spec after
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one run needs, validated. Serialisable to XCom as a plain dict."""
 
@@ -114,6 +126,7 @@ class RunConfig:
     aws_conn_id: str
     wasb_conn_id: str
     emr: EmrSettings = field(default_factory=EmrSettings)
+    databricks: DatabricksSettings = field(default_factory=DatabricksSettings)
 
     # --- derived locations -------------------------------------------------------------------
     @property
@@ -134,16 +147,22 @@ class RunConfig:
         cls, params: dict[str, Any], variable: dict[str, Any], deployment: Deployment
     ) -> RunConfig:
         """Merge the run form, the `fruits_config` Variable and the deployment; validate."""
-        known = {f.name for f in fields(cls)} | {f"emr_{f.name}" for f in fields(EmrSettings)}
+        sections = {"emr": EmrSettings, "databricks": DatabricksSettings}
+        known = {f.name for f in fields(cls)} | {
+            f"{section}_{f.name}" for section, kind in sections.items() for f in fields(kind)
+        }
         unknown = sorted(set(variable) - known)
         if unknown:
             raise ConfigError(f"fruits_config: unknown setting(s) {unknown}")
-        emr = EmrSettings(
-            **{
-                f.name: variable[f"emr_{f.name}"]
-                for f in fields(EmrSettings)
-                if f"emr_{f.name}" in variable
-            }
+        emr, databricks = (
+            kind(
+                **{
+                    f.name: variable[f"{section}_{f.name}"]
+                    for f in fields(kind)
+                    if f"{section}_{f.name}" in variable
+                }
+            )
+            for section, kind in sections.items()
         )
         pca_k = params.get("pca_k")
         config = cls(
@@ -166,6 +185,7 @@ class RunConfig:
             aws_conn_id=deployment.aws_conn_id,
             wasb_conn_id=deployment.wasb_conn_id,
             emr=emr,
+            databricks=databricks,
         )
         config.validate()
         return config
@@ -221,6 +241,18 @@ class RunConfig:
         _check(
             self.emr.idle_timeout_s >= 60, "emr_idle_timeout_s", self.emr.idle_timeout_s, ">= 60"
         )
+        _check(
+            self.databricks.num_workers >= 1,
+            "databricks_num_workers",
+            self.databricks.num_workers,
+            ">= 1 (the jobs need executors)",
+        )
+        _check(
+            bool(DATABRICKS_RUNTIME.match(self.databricks.spark_version)),
+            "databricks_spark_version",
+            self.databricks.spark_version,
+            "a Databricks runtime key such as 15.4.x-scala2.12",
+        )
 
     # --- XCom ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -228,7 +260,13 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        return cls(**{**data, "emr": EmrSettings(**data["emr"])})
+        return cls(
+            **{
+                **data,
+                "emr": EmrSettings(**data["emr"]),
+                "databricks": DatabricksSettings(**data["databricks"]),
+            }
+        )
 
 
 def parse_variable(raw: str | dict | None) -> dict[str, Any]:

@@ -15,9 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fruits.wheel import build_wheel, wheel_filename
+
 BUNDLE_MARKER = "_BUNDLE.json"  # written last: its presence means the bundle is complete
 EXPORT_MANIFEST = "_EXPORT_MANIFEST.json"
 LATEST = "LATEST.json"
+# The jobs' shared helper as an installable library, for platforms without --py-files.
+JOBIO_WHEEL = f"dist/{wheel_filename('fruits_jobio', '1.0')}"
 
 
 class ExportMismatch(RuntimeError):
@@ -60,10 +64,13 @@ def list_objects(s3_hook, bucket: str, prefix: str) -> dict[str, dict[str, Any]]
 
 
 def bundle_files(spark_jobs_dir: Path) -> dict[str, bytes]:
-    """What runs on the cluster: the job scripts, their requirements, the bootstrap script."""
+    """What runs on the cluster: the job scripts, their requirements, the bootstrap script,
+    and `jobio.py` again as a wheel (Databricks installs libraries; EMR takes --py-files)."""
     patterns = ("*.py", "requirements.txt", "bootstrap/*.sh")
     paths = sorted({p for pattern in patterns for p in spark_jobs_dir.glob(pattern)})
-    return {p.relative_to(spark_jobs_dir).as_posix(): p.read_bytes() for p in paths}
+    files = {p.relative_to(spark_jobs_dir).as_posix(): p.read_bytes() for p in paths}
+    files[JOBIO_WHEEL] = build_wheel("fruits_jobio", "1.0", {"jobio.py": files["jobio.py"]})
+    return files
 
 
 def bundle_hash(files: dict[str, bytes]) -> str:

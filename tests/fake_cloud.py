@@ -1,0 +1,88 @@
+"""What the DAG-over-the-wire tests share: the cloud on loopback, seeded; the cluster's work.
+
+moto (S3, EMR) and Azurite run for real on loopback; what no emulator does is run Spark on a
+cluster. `write_outputs` plays a job's part: it writes the files the job would write under its
+`--output` and `--quarantine` URIs, so the export that follows has real objects to copy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from azure.storage.blob import BlobServiceClient
+
+from localdev import lake
+from localdev.emulators import local_cloud
+
+RUN_DATE = datetime(2026, 11, 25, tzinfo=timezone.utc)
+# Recognisable fake credentials (moto accepts any): none may appear in anything written.
+SECRET_KEY_ID, SECRET_KEY = "AKIAFRUITSTESTKEY0001", "fruits-Secret-Do-Not-Leak-7f3a9c"
+OUTPUT_FILES = {  # what each job writes under its --output (and --quarantine)
+    "featurize": ["part-00000.parquet", "_manifest.json"],
+    "pca": ["vectors/part-00000.parquet", "model/metadata/part-00000", "report.json"],
+    "classify": ["metrics.json", "model/metadata/part-00000"],
+}
+
+
+def expected_export() -> set[str]:
+    """The objects a successful run exports, relative to its blob folder."""
+    names = {f"{job}/{name}" for job, files in OUTPUT_FILES.items() for name in files}
+    return {n.replace("featurize/", "features/") for n in names} | {"quarantine/part-0.parquet"}
+
+
+def write_outputs(s3, job: str, arguments: list[str]) -> None:
+    flags = dict(zip(arguments, arguments[1:], strict=False))  # each flag -> the value after it
+    for flag in ("--output", "--quarantine"):
+        if flag in flags:
+            bucket, key = flags[flag][len("s3://") :].split("/", 1)
+            for name in OUTPUT_FILES[job] if flag == "--output" else ["part-0.parquet"]:
+                body = json.dumps({"job": job, "file": name}).encode()
+                s3.put_object(Bucket=bucket, Key=f"{key}/{name}", Body=body)
+
+
+@contextmanager
+def seeded_cloud(workdir: Path, weights: Path):
+    """moto + Azurite, a lake with one photo and the weights, and the Airflow connections and
+    Variable pointing at them (the AWS one with the recognisable fake credentials)."""
+    with local_cloud(workdir, threaded_moto=True) as endpoints:
+        s3 = lake.s3_client(endpoints)
+        lake.create_lake(s3)
+        s3.put_object(Bucket=lake.LAKE_BUCKET, Key="landing/Training/Kiwi/1.jpg", Body=b"jpeg")
+        weights_uri, sha256 = lake.upload_weights(s3, weights)
+        connections = endpoints.airflow_env()
+        aws = json.loads(connections["AIRFLOW_CONN_FRUITS_AWS"])
+        aws.update(login=SECRET_KEY_ID, password=SECRET_KEY)
+        env = {
+            **connections,
+            "AIRFLOW_CONN_FRUITS_AWS": json.dumps(aws),
+            **lake.variable_env(lake.fruits_config(weights_uri, sha256)),
+        }
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            yield endpoints, s3
+        finally:
+            for key, value in saved.items():
+                os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+
+
+def container(endpoints):
+    service = BlobServiceClient.from_connection_string(endpoints.azurite_connection_string)
+    return service.get_container_client(lake.CONTAINER)
+
+
+def blobs(endpoints) -> dict[str, int]:
+    return {b.name: b.size for b in container(endpoints).list_blobs()}
+
+
+def published(endpoints, run_date: str = "2026-11-25") -> tuple[dict, set[str]]:
+    """LATEST.json of the date, and the names in the folder it points at (relative to it)."""
+    latest = json.loads(
+        container(endpoints).download_blob(f"fruits/{run_date}/LATEST.json").readall()
+    )
+    prefix = latest["prefix"]
+    return latest, {n[len(prefix) :] for n in blobs(endpoints) if n.startswith(prefix)}
