@@ -6,7 +6,8 @@ classifier on them, and publishes the run's outputs to Azure Blob Storage.
 
 1. **resolve_config**: run form + Variable `fruits_config` + deployment, validated: a bad setting
    fails here, before any cluster exists, with a message naming it.
-2. **upload_spark_jobs**: `spark_jobs/` to `s3://<lake>/code/<content hash>/` (skipped if there),
+2. **clear_run_folder** empties `runs/<date>/`, so nothing a failed run left can be exported.
+   **upload_spark_jobs**: `spark_jobs/` to `s3://<lake>/code/<content hash>/` (skipped if there),
    so each run names the exact code it ran. **check_weights**: the pinned weights artifact is in
    S3 with the pinned sha256.
 3. **choose_platform** (from the run form):
@@ -122,8 +123,9 @@ def fruits_pipeline():
     code_uri = upload_spark_jobs(plan["config"])
     weights = check_weights(plan["config"])
     jobs = plan_spark_jobs(plan["config"])
+    cleared = clear_run_folder(plan["config"])
     platform = choose_platform(plan["config"])
-    chain([code_uri, weights, jobs], platform)
+    chain([code_uri, weights, jobs, cleared], platform)
 
     # --- platform emr: a cluster for this run, a step and a sensor per job, always terminated --
     job_flow = emr_job_flow(plan["config"], code_uri)
@@ -267,6 +269,15 @@ def check_weights(config: dict) -> dict:
 @task(multiple_outputs=True)
 def plan_spark_jobs(config: dict) -> dict:
     return {job.name: job.to_dict() for job in pipeline_jobs(RunConfig.from_dict(config))}
+
+
+@task
+def clear_run_folder(config: dict) -> int:
+    """Empty runs/<date>/ first: whatever a failed or older run left there, this run's outputs
+    are all that the export will find (the published copy in Azure stays until replaced)."""
+    run = RunConfig.from_dict(config)
+    s3 = S3Hook(aws_conn_id=run.aws_conn_id, verify=DEPLOYMENT.s3_verify)
+    return lake.clear_prefix(s3, run.lake_bucket, run.run_prefix)
 
 
 @task.branch

@@ -6,6 +6,7 @@ each step's outputs to S3 and moving the step to COMPLETED (or FAILED), as the c
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 
@@ -23,17 +24,18 @@ from fake_cloud import (
     write_outputs,
 )
 from localdev import lake
-from localdev.emulators import REGION
+from localdev.emulators import REGION, free_port
 
 pytestmark = pytest.mark.e2e
 
 
 class FakeEmr(threading.Thread):
-    """Plays the cluster: completes (or fails) each step moto holds, writing its outputs."""
+    """Plays the cluster: completes each step moto holds, writing its outputs. The failing step
+    leaves a crashed job's debris in its output folder and FAILS; the hanging one never ends."""
 
-    def __init__(self, s3, failing_step: str | None = None):
+    def __init__(self, s3, failing_step: str | None = None, hanging_step: str | None = None):
         super().__init__(daemon=True)
-        self.s3, self.failing_step = s3, failing_step
+        self.s3, self.failing_step, self.hanging_step = s3, failing_step, hanging_step
         self.stop = threading.Event()
         self.ran: list[str] = []
         self.error: BaseException | None = None
@@ -42,8 +44,10 @@ class FakeEmr(threading.Thread):
         try:
             while not self.stop.wait(0.2):
                 for cluster in moto_clusters():
+                    if cluster.state.startswith("TERMINAT"):
+                        continue
                     for step in cluster.steps:
-                        if step.state in ("PENDING", "RUNNING"):
+                        if step.state in ("PENDING", "RUNNING") and step.name != self.hanging_step:
                             self.play(step)
         except BaseException as error:  # surfaced by run_dag: a dead driver must fail the test
             self.error = error
@@ -51,6 +55,9 @@ class FakeEmr(threading.Thread):
     def play(self, step) -> None:
         self.ran.append(step.name)
         if step.name == self.failing_step:
+            output = step.args[step.args.index("--output") + 1]
+            bucket, key = output[len("s3://") :].split("/", 1)
+            self.s3.put_object(Bucket=bucket, Key=f"{key}/_temporary/0/part-crashed", Body=b"x")
             step.state = "FAILED"
             return
         write_outputs(self.s3, step.name, step.args)
@@ -75,8 +82,8 @@ def cloud(tmp_path_factory, pretrained_weights):
         yield endpoints_and_s3
 
 
-def run_dag(pipeline_dag, s3, failing_step=None):
-    fake_emr = FakeEmr(s3, failing_step)
+def run_dag(pipeline_dag, s3, failing_step=None, hanging_step=None):
+    fake_emr = FakeEmr(s3, failing_step, hanging_step)
     fake_emr.start()
     try:
         dag_run = pipeline_dag.test(logical_date=RUN_DATE, run_conf={"platform": "emr"})
@@ -117,31 +124,99 @@ def test_a_successful_run_publishes_to_azure_and_terminates_the_cluster(pipeline
     assert latest["objects"] == len(expected_export())
 
 
-def test_a_failing_step_fails_the_run_and_still_terminates_the_cluster(pipeline_dag, cloud):
+def new_clusters(endpoints, before: set[str]) -> list[str]:
+    return [c["Status"]["State"] for c in clusters(endpoints.s3_url) if c["Id"] not in before]
+
+
+@pytest.mark.parametrize(("failing", "next_step"), [("featurize", "pca"), ("pca", "classify")])
+def test_a_failing_step_fails_the_run_and_still_terminates_the_cluster(
+    pipeline_dag, cloud, failing, next_step
+):
     endpoints, s3 = cloud
     before = {c["Id"] for c in clusters(endpoints.s3_url)}
-    dag_run, states, fake_emr = run_dag(pipeline_dag, s3, failing_step="pca")
+    dag_run, states, fake_emr = run_dag(pipeline_dag, s3, failing_step=failing)
 
     assert dag_run.state == "failed", states
-    assert states["watch_pca_step"] == "failed"
-    assert states["add_classify_step"] == "upstream_failed"
+    assert states[f"watch_{failing}_step"] == "failed"
+    assert states[f"add_{next_step}_step"] == "upstream_failed"
     assert states["copy_to_azure"] == "upstream_failed"
     assert states["terminate_emr_cluster"] == "success"
-    new = [c for c in clusters(endpoints.s3_url) if c["Id"] not in before]
-    assert [c["Status"]["State"] for c in new] == ["TERMINATED"]
-    assert "classify" not in fake_emr.ran
+    assert new_clusters(endpoints, before) == ["TERMINATED"]
+    assert next_step not in fake_emr.ran
 
 
-def test_rerunning_a_date_leaves_exactly_one_verified_copy(pipeline_dag, cloud):
+def test_a_sensor_timeout_fails_the_run_and_still_terminates_the_cluster(
+    pipeline_dag, cloud, monkeypatch
+):
+    """The featurize step never ends: its sensor gives up after its attempts, the run fails."""
     endpoints, s3 = cloud
-    for _ in range(2):
-        dag_run, states, _ = run_dag(pipeline_dag, s3)
-        assert dag_run.state == "success", states
+    sensor = pipeline_dag.get_task("watch_featurize_step")
+    monkeypatch.setattr(sensor, "max_attempts", 3)
+    monkeypatch.setattr(sensor, "timeout", 3)
+    before = {c["Id"] for c in clusters(endpoints.s3_url)}
+    dag_run, states, fake_emr = run_dag(pipeline_dag, s3, hanging_step="featurize")
+
+    assert dag_run.state == "failed", states
+    assert states["watch_featurize_step"] == "failed"
+    assert states["add_pca_step"] == "upstream_failed"
+    assert states["terminate_emr_cluster"] == "success"
+    assert new_clusters(endpoints, before) == ["TERMINATED"]
+    assert fake_emr.ran == []
+
+
+def test_a_failing_copy_to_azure_fails_the_run_and_keeps_the_published_copy(
+    pipeline_dag, cloud, monkeypatch
+):
+    endpoints, s3 = cloud
+    dag_run, states, _ = run_dag(pipeline_dag, s3)
+    assert dag_run.state == "success", states
+    latest_before, _ = published(endpoints)
+
+    dead_endpoint = f"http://127.0.0.1:{free_port()}/devstoreaccount1"  # nothing listens there
+    broken = endpoints.azurite_connection_string.replace(endpoints.blob_url, dead_endpoint)
+    # Azure gone for good: no point in the SDK's or Airflow's retries, each would fail the same.
+    extra = {"connection_string": broken, "retry_total": 0}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_FRUITS_WASB", json.dumps({"conn_type": "wasb", "extra": extra})
+    )
+    monkeypatch.setattr(pipeline_dag.get_task("copy_to_azure"), "retries", 0)
+    before = {c["Id"] for c in clusters(endpoints.s3_url)}
+    dag_run, states, _ = run_dag(pipeline_dag, s3)
+
+    assert dag_run.state == "failed", states
+    assert states["copy_to_azure"] == "failed"
+    assert states["verify_and_publish"] == "upstream_failed"
+    assert states["terminate_emr_cluster"] == "success"
+    assert new_clusters(endpoints, before) == ["TERMINATED"]
+    assert published(endpoints)[0] == latest_before  # readers still see the last verified copy
+
+
+def run_outputs(s3) -> dict[str, bytes]:
+    listed = s3.list_objects_v2(Bucket=lake.LAKE_BUCKET, Prefix="runs/2026-11-25/")
+    return {
+        item["Key"]: s3.get_object(Bucket=lake.LAKE_BUCKET, Key=item["Key"])["Body"].read()
+        for item in listed.get("Contents", [])
+    }
+
+
+def test_rerunning_a_date_after_a_failure_gives_exactly_a_clean_runs_outputs(pipeline_dag, cloud):
+    endpoints, s3 = cloud
+    dag_run, states, _ = run_dag(pipeline_dag, s3)
+    assert dag_run.state == "success", states
+    clean = run_outputs(s3)
+    _, clean_export = published(endpoints)
+
+    dag_run, _, _ = run_dag(pipeline_dag, s3, failing_step="pca")  # leaves pca/_temporary/...
+    assert dag_run.state == "failed"
+    assert any("/_temporary/" in key for key in run_outputs(s3))
+    dag_run, states, _ = run_dag(pipeline_dag, s3)
+    assert dag_run.state == "success", states
+
+    assert run_outputs(s3) == clean  # same objects, same bytes: no leftovers, no duplicates
+    latest, export = published(endpoints)
+    assert export == clean_export
     dated = [name for name in blobs(endpoints) if name.startswith("fruits/2026-11-25/")]
-    folders = {name.split("/")[2] for name in dated if not name.endswith("LATEST.json")}
-    assert len(folders) == 1
-    s3_objects = s3.list_objects_v2(Bucket=lake.LAKE_BUCKET, Prefix="runs/2026-11-25/")["KeyCount"]
-    assert len(dated) == s3_objects + 2  # + the export manifest and LATEST.json
+    assert len(dated) == len(clean) + 2  # one copy: + its export manifest and LATEST.json
 
 
 def test_the_copy_is_verified_blob_by_blob(cloud):

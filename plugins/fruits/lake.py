@@ -60,6 +60,14 @@ def list_objects(s3_hook, bucket: str, prefix: str) -> dict[str, dict[str, Any]]
     return objects
 
 
+def clear_prefix(s3_hook, bucket: str, prefix: str) -> int:
+    """Delete every object under prefix/; return how many there were."""
+    keys = s3_hook.list_keys(bucket_name=bucket, prefix=prefix.rstrip("/") + "/") or []
+    if keys:
+        s3_hook.delete_objects(bucket=bucket, keys=keys)
+    return len(keys)
+
+
 # --- the code bundle ----------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from fruits.lake import is_listing_noise, split_s3_uri
+from fruits.lake import clear_prefix, is_listing_noise, split_s3_uri
 from fruits.spark_steps import SparkJob
 
 log = logging.getLogger(__name__)
@@ -98,9 +98,7 @@ def upload_replacing(s3_hook, folder: Path, uri: str) -> None:
     """Make the prefix hold exactly the folder's files: a re-run leaves nothing of the last one."""
     bucket, key = split_s3_uri(uri)
     prefix = key.rstrip("/") + "/"
-    old = s3_hook.list_keys(bucket_name=bucket, prefix=prefix) or []
-    if old:
-        s3_hook.delete_objects(bucket=bucket, keys=old)
+    clear_prefix(s3_hook, bucket, prefix)
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         if path.name.endswith(HADOOP_SIDE_FILES):
             continue
