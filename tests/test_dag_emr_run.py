@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 
 import pytest
@@ -23,6 +24,7 @@ from fake_cloud import (
     seeded_cloud,
     write_outputs,
 )
+from flaky_proxy import FlakyProxy
 from localdev import lake
 from localdev.emulators import REGION, free_port
 
@@ -189,6 +191,28 @@ def test_a_failing_copy_to_azure_fails_the_run_and_keeps_the_published_copy(
     assert states["terminate_emr_cluster"] == "success"
     assert new_clusters(endpoints, before) == ["TERMINATED"]
     assert published(endpoints)[0] == latest_before  # readers still see the last verified copy
+
+
+def test_transient_s3_errors_are_retried(pipeline_dag, cloud, monkeypatch):
+    """503 SlowDown over the wire: botocore's retries absorb a short burst inside a task; when
+    every attempt of a try fails, Airflow's task retry takes over. The run succeeds either way."""
+    endpoints, s3 = cloud
+    with FlakyProxy(endpoints.s3_url) as proxy:
+        aws = json.loads(os.environ["AIRFLOW_CONN_FRUITS_AWS"])
+        aws["extra"]["endpoint_url"] = proxy.url
+        aws["extra"]["config_kwargs"] = {"retries": {"mode": "standard", "total_max_attempts": 3}}
+        monkeypatch.setenv("AIRFLOW_CONN_FRUITS_AWS", json.dumps(aws))
+        proxy.fail("GET", f"/{lake.LAKE_BUCKET}/runs/2026-11-25/", times=2)  # < 3 attempts
+        proxy.fail("GET", f"/{lake.LAKE_BUCKET}/models/", times=3)  # = 3 attempts: one try
+        dag_run, states, _ = run_dag(pipeline_dag, s3)
+
+    assert dag_run.state == "success", states
+    assert len(proxy.injected) == 5, proxy.injected
+    tries = {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}
+    assert tries["check_weights"] == 2  # its first try met three 503s in a row
+    assert tries["copy_to_azure"] == 1  # two 503s, retried by botocore within the try
+    latest, copied = published(endpoints)
+    assert copied == expected_export() | {"_EXPORT_MANIFEST.json"}
 
 
 def run_outputs(s3) -> dict[str, bytes]:

@@ -1,0 +1,97 @@
+"""An HTTP proxy in front of the moto server that answers chosen requests with S3's transient
+`503 SlowDown`, as S3 does under load: the client sees a real error response over the wire."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "content-length"}
+
+
+class FlakyProxy:
+    def __init__(self, upstream_url: str):
+        upstream = urlsplit(upstream_url)
+        self.upstream = (upstream.hostname, upstream.port)
+        self.faults: list[list] = []  # [method, path prefix, how many more to fail]
+        self.injected: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def fail(self, method: str, path_prefix: str, times: int) -> None:
+        """The next `times` requests `method path_prefix...` get 503 SlowDown."""
+        self.faults.append([method, path_prefix, times])
+
+    def take_fault(self, method: str, path: str) -> bool:
+        with self.lock:
+            for fault in self.faults:
+                if fault[0] == method and path.startswith(fault[1]) and fault[2] > 0:
+                    fault[2] -= 1
+                    self.injected.append((method, path))
+                    return True
+        return False
+
+    def __enter__(self) -> FlakyProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handler(self):
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive and 100-continue, as boto3 expects
+
+            def _read_body(self) -> bytes | None:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    chunks = []
+                    while size := int(self.rfile.readline().split(b";")[0], 16):
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else None
+
+            def _relay(self) -> None:
+                body = self._read_body()
+                if proxy.take_fault(self.command, urlsplit(self.path).path):
+                    return self._reply(503, [("Content-Type", "application/xml")], SLOW_DOWN)
+                upstream = http.client.HTTPConnection(*proxy.upstream, timeout=120)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                response = upstream.getresponse()
+                data = response.read()
+                upstream.close()
+                kept = [(k, v) for k, v in response.getheaders() if k.lower() not in HOP_BY_HOP]
+                self._reply(response.status, kept, data)
+
+            def _reply(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
+                self.send_response(status)
+                for key, value in headers:
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay  # noqa: N815
+
+            def log_message(self, *args) -> None:
+                pass
+
+        return Handler
