@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import date
@@ -85,6 +86,8 @@ def run_dag(env: dict[str, str], run_date: str, log_file: Path) -> None:
 
 
 def download_results(s3, run_date: str, target: Path) -> None:
+    """The run's outputs, replacing what an earlier run of the date left in the folder."""
+    shutil.rmtree(target, ignore_errors=True)
     prefix = f"runs/{run_date}/"
     for page in s3.get_paginator("list_objects_v2").paginate(
         Bucket=lake.LAKE_BUCKET, Prefix=prefix

@@ -5,7 +5,7 @@
 
 Writes under --output:
 - `vectors/`: Parquet `path, label, split, pca_features` (array<float>, k);
-- `model/`: the fitted PipelineModel (centering/scaling + PCA), to project new images later
+- `model/`: the fitted PipelineModel ([scaling ->] PCA -> centring), to project new images later
   (apply `pyspark.ml.functions.array_to_vector` to their `features` first, into `features_vector`);
 - `report.json`: k, how it was chosen, explained variance per component and cumulated, rows;
 - `scree.png` (cumulative explained variance, threshold and k marked) and `projection.png`
@@ -18,12 +18,15 @@ from __future__ import annotations
 import argparse
 import io
 import time
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
-from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.feature import PCA, StandardScaler
+from pyspark.ml import PipelineModel
+from pyspark.ml.feature import PCAModel, StandardScaler, StandardScalerModel
 from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.ml.linalg import DenseMatrix, DenseVector
+from pyspark.ml.stat import Correlation, Summarizer
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -77,21 +80,71 @@ def check_k(k: int, feature_size: int, rows: int) -> None:
         raise SystemExit(f"pca: k={k} exceeds the number of rows ({rows})")
 
 
-def pca_pipeline(k: int, standardize: bool) -> Pipeline:
-    # Centring matters: Spark's PCAModel.transform projects the raw vectors. The features are
-    # post-ReLU averages in one unit, so by default they are not rescaled (that would inflate
-    # near-constant activations); --standardize is there for other inputs.
-    return Pipeline(
-        stages=[
-            StandardScaler(
-                inputCol="features_vector",
-                outputCol="scaled",
-                withMean=True,
-                withStd=standardize,
-            ),
-            PCA(k=k, inputCol="scaled", outputCol="pca_vector"),
-        ]
+@dataclass(frozen=True)
+class PrincipalComponents:
+    scaler: StandardScalerModel | None
+    input_column: str
+    components: np.ndarray  # d x k_max, one component per column, by explained variance
+    explained_variance: list[float]
+
+    def spark_pipeline(self, spark: SparkSession, features: DataFrame, k: int) -> PipelineModel:
+        """[scale ->] project on the first k components -> centre: a saveable PipelineModel.
+
+        A Spark ML `PCAModel` projects the raw vectors, so its outputs are centred by a last
+        stage; new images go through the same three stages."""
+        from pyspark.ml.common import _py2java
+
+        components = self.components[:, :k]
+        java_model = spark.sparkContext._jvm.org.apache.spark.ml.feature.PCAModel(
+            f"pca_{uuid.uuid4().hex[:12]}",
+            _py2java(spark.sparkContext, DenseMatrix(*components.shape, components.ravel("F"))),
+            _py2java(spark.sparkContext, DenseVector(self.explained_variance[:k])),
+        )
+        pca_model = PCAModel(java_model)
+        pca_model._set(k=k, inputCol=self.input_column, outputCol="projected")
+        pca_model._transfer_params_to_java()
+        stages = [self.scaler] if self.scaler else []
+        projected = pca_model.transform(
+            self.scaler.transform(features) if self.scaler else features
+        )
+        centre = StandardScaler(
+            inputCol="projected", outputCol="pca_vector", withMean=True, withStd=False
+        ).fit(projected)
+        return PipelineModel(stages=[*stages, pca_model, centre])
+
+
+def fit(features: DataFrame, k_max: int, standardize: bool) -> PrincipalComponents:
+    """Every principal component up to k_max, from one pass over the data.
+
+    Spark computes the covariance matrix across the cluster (`Correlation` and `Summarizer`, as
+    its own `PCA.fit` does); only that d x d matrix reaches the driver, where numpy's LAPACK
+    diagonalises it. Not `PCA.fit` itself: on real MobileNetV2 features (rank-deficient, with dead
+    all-zero channels) its driver-side SVD returned wrong components, differing from run to run
+    (the first explaining 4-6% of the variance instead of 26-31%; tests/test_featurize_job.py
+    compares ours with numpy). The result is still a Spark ML `PCAModel` (see `spark_pipeline`).
+    """
+    scaler = None
+    column = "features_vector"
+    if standardize:  # each feature divided by its standard deviation (centring comes later)
+        scaler = StandardScaler(inputCol=column, outputCol="scaled", withMean=False, withStd=True)
+        scaler = scaler.fit(features)
+        features, column = scaler.transform(features), "scaled"
+    std = features.select(Summarizer.std(F.col(column)).alias("std")).first()["std"].toArray()
+    correlation = Correlation.corr(features, column).first()[0].toArray()
+    covariance = np.nan_to_num(correlation) * np.outer(std, std)  # constant features: 0, not NaN
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    order = np.argsort(eigenvalues)[::-1][:k_max]
+    eigenvalues = np.clip(eigenvalues, 0, None)
+    return PrincipalComponents(
+        scaler=scaler,
+        input_column=column,
+        components=eigenvectors[:, order],
+        explained_variance=(eigenvalues[order] / eigenvalues.sum()).tolist(),
     )
+
+
+def pca_stage(model: PipelineModel) -> PCAModel:
+    return next(stage for stage in model.stages if isinstance(stage, PCAModel))
 
 
 def load_features(spark: SparkSession, uri: str) -> DataFrame:
@@ -100,12 +153,6 @@ def load_features(spark: SparkSession, uri: str) -> DataFrame:
     if missing:
         raise SystemExit(f"pca: {uri} lacks column(s) {sorted(missing)}")
     return features.withColumn("features_vector", array_to_vector("features"))
-
-
-def explained_variance_curve(features: DataFrame, k_max: int, standardize: bool) -> list[float]:
-    """Explained variance of every component up to k_max, from one fit."""
-    model = pca_pipeline(k_max, standardize).fit(features)
-    return [float(v) for v in model.stages[-1].explainedVariance.toArray()]
 
 
 def project(model: PipelineModel, features: DataFrame) -> DataFrame:
@@ -186,10 +233,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.k is not None:
         check_k(args.k, feature_size, rows)
 
-    explained = explained_variance_curve(features, min(feature_size, rows), args.standardize)
+    components = fit(features, min(feature_size, rows), args.standardize)
+    explained = components.explained_variance
     cumulative = np.cumsum(explained).tolist()
     k = args.k if args.k is not None else choose_k(cumulative, args.variance)
-    model = pca_pipeline(k, args.standardize).fit(features)
+    model = components.spark_pipeline(spark, features, k)
 
     jobio.delete(spark, jobio.join(args.output, "report.json"))
     model.write().overwrite().save(jobio.join(args.output, "model"))

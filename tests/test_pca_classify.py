@@ -91,7 +91,7 @@ def test_pca_writes_vectors_model_report_and_plots(spark, tmp_path):
 
     from pyspark.ml import PipelineModel
 
-    assert PipelineModel.load(str(tmp_path / "pca" / "model")).stages[-1].getK() == report["k"]
+    assert pca.pca_stage(PipelineModel.load(str(tmp_path / "pca" / "model"))).getK() == report["k"]
 
 
 def test_pca_refuses_k_above_the_rows(spark, tmp_path):
