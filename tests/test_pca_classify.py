@@ -91,7 +91,14 @@ def test_pca_writes_vectors_model_report_and_plots(spark, tmp_path):
 
     from pyspark.ml import PipelineModel
 
-    assert pca.pca_stage(PipelineModel.load(str(tmp_path / "pca" / "model"))).getK() == report["k"]
+    model = PipelineModel.load(str(tmp_path / "pca" / "model"))
+    assert pca.pca_stage(model).getK() == report["k"]
+    # The saved model projects new images exactly as the job did.
+    again = pca.project(model, pca.load_features(spark, str(tmp_path / "features"))).toPandas()
+    ours, theirs = (frame.sort_values("path") for frame in (vectors, again))
+    np.testing.assert_allclose(
+        np.stack(ours["pca_features"]), np.stack(theirs["pca_features"]), atol=1e-5
+    )
 
 
 def test_pca_refuses_k_above_the_rows(spark, tmp_path):
