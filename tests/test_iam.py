@@ -14,12 +14,24 @@ def statements(name):
     return render(name, VALUES)["Statement"]
 
 
+# Actions that take no resource ARN (the Service Authorization Reference lists no resource type):
+# "*" is their only possible resource, so a request-tag condition must scope them instead.
+NO_RESOURCE_LEVEL = {"elasticmapreduce:RunJobFlow"}
+
+
 @pytest.mark.parametrize("name", ["airflow-role", "emr-service-role", "ec2-instance-profile"])
 def test_no_wildcard_actions_and_scoped_resources(name):
     for statement in statements(name):
         assert statement["Effect"] == "Allow"
         assert all("*" not in action for action in statement["Action"]), statement
-        assert statement["Resource"] and "*" not in statement["Resource"], statement
+        assert statement["Resource"], statement
+        if "*" in statement["Resource"]:
+            assert set(statement["Action"]) <= NO_RESOURCE_LEVEL, statement
+            assert any(
+                key.startswith("aws:RequestTag/")
+                for condition in statement["Condition"].values()
+                for key in condition
+            ), statement
         for resource in statement["Resource"]:
             if resource.startswith("arn:aws:s3:::"):
                 assert resource.split(":::")[1].split("/")[0] == "fruits-lake", resource
@@ -48,3 +60,22 @@ def test_rendering_refuses_missing_values():
 def test_the_policy_files_are_json():
     for path in POLICIES.glob("*.json"):
         assert json.loads(path.read_text())["Version"] == "2012-10-17"
+
+
+def test_the_clusters_the_dag_creates_carry_the_tag_run_job_flow_requires():
+    from fruits import emr
+    from fruits.config import Deployment, RunConfig
+    from localdev import lake
+
+    (statement,) = [
+        s for s in statements("airflow-role") if "elasticmapreduce:RunJobFlow" in s["Action"]
+    ]
+    config = RunConfig.build(
+        {"run_date": "2026-11-25"},
+        lake.fruits_config("s3://fruits-lake/models/w.weights.h5", "e" * 64),
+        Deployment(),
+    )
+    request = emr.job_flow(config, "s3://fruits-lake/code/abc", "scheduled__2026-11-25")
+    tags = {tag["Key"]: tag["Value"] for tag in request["Tags"]}
+    for key, value in statement["Condition"]["StringEquals"].items():
+        assert tags[key.removeprefix("aws:RequestTag/")] == value
