@@ -63,10 +63,13 @@ def test_the_tasks_run_in_the_pipeline_order(pipeline_dag):
     assert {t.task_id: set(t.upstream_task_ids) for t in pipeline_dag.tasks} == UPSTREAM
 
 
-def test_the_cluster_is_always_terminated_by_a_teardown(pipeline_dag):
+def test_the_clusters_are_always_released_by_a_teardown(pipeline_dag):
     terminate = pipeline_dag.get_task("terminate_emr_cluster")
     assert terminate.is_teardown
     assert {s.task_id for s in terminate.upstream_list if s.is_setup} == {"create_emr_cluster"}
+    release = pipeline_dag.get_task("release_databricks_run")
+    assert release.is_teardown
+    assert {s.task_id for s in release.upstream_list if s.is_setup} == {"define_databricks_job"}
 
 
 def test_schedule_defaults_and_form(pipeline_dag):
