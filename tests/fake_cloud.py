@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.request
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,6 +50,10 @@ def seeded_cloud(workdir: Path, weights: Path):
     """moto + Azurite, a lake with one photo and the weights, and the Airflow connections and
     Variable pointing at them (the AWS one with the recognisable fake credentials)."""
     with local_cloud(workdir, threaded_moto=True) as endpoints:
+        # A threaded moto keeps its state in this process: start from an empty cloud, whatever
+        # an earlier test module left there.
+        reset = urllib.request.Request(f"{endpoints.s3_url}/moto-api/reset", b"", method="POST")  # noqa: S310
+        urllib.request.urlopen(reset, timeout=30).close()  # noqa: S310 (loopback URL)
         s3 = lake.s3_client(endpoints)
         lake.create_lake(s3)
         s3.put_object(Bucket=lake.LAKE_BUCKET, Key="landing/Training/Kiwi/1.jpg", Body=b"jpeg")
