@@ -48,9 +48,18 @@ from airflow.providers.databricks.operators.databricks import (
 )
 from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 from airflow.providers.microsoft.azure.transfers.s3_to_wasb import S3ToAzureBlobStorageOperator
-from airflow.sdk import Asset, BaseHook, Param, Variable, chain, dag, get_current_context, task
+from airflow.sdk import (
+    Asset,
+    BaseHook,
+    Param,
+    TriggerRule,
+    Variable,
+    chain,
+    dag,
+    get_current_context,
+    task,
+)
 from airflow.sdk.exceptions import AirflowFailException
-from airflow.utils.trigger_rule import TriggerRule
 from azure.core.exceptions import ResourceNotFoundError
 
 from fruits import databricks, emr, lake, local_platform
