@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
             cumulative = [sum(explained[: i + 1]) for i in range(len(explained))]
             k = pca.choose_k(cumulative, 0.95)
             started = time.perf_counter()
-            components.spark_pipeline(spark, data, k)
+            components.spark_pipeline(data, k)
             final = time.perf_counter() - started
             print(
                 f"{rows:8d} {curve:12.1f} {final:12.1f} {k:6d} {1e6 * (curve + final) / rows:8.1f}"

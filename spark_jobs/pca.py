@@ -87,37 +87,36 @@ class PrincipalComponents:
     components: np.ndarray  # d x k_max, one component per column, by explained variance
     explained_variance: list[float]
 
-    def spark_pipeline(self, spark: SparkSession, features: DataFrame, k: int) -> PipelineModel:
+    def spark_pipeline(self, features: DataFrame, k: int) -> PipelineModel:
         """[scale ->] project on the first k components -> centre: a saveable PipelineModel.
 
         A Spark ML `PCAModel` projects the raw vectors, so its outputs are centred by a last
         stage; new images go through the same three stages."""
         from pyspark.ml.common import _py2java
 
+        context = features.sparkSession.sparkContext
         components = self.components[:, :k]
-        java_model = spark.sparkContext._jvm.org.apache.spark.ml.feature.PCAModel(
+        java_model = context._jvm.org.apache.spark.ml.feature.PCAModel(
             f"pca_{uuid.uuid4().hex[:12]}",
-            _py2java(spark.sparkContext, DenseMatrix(*components.shape, components.ravel("F"))),
-            _py2java(spark.sparkContext, DenseVector(self.explained_variance[:k])),
+            _py2java(context, DenseMatrix(*components.shape, components.ravel("F"))),
+            _py2java(context, DenseVector(self.explained_variance[:k])),
         )
         pca_model = PCAModel(java_model)
         pca_model._set(k=k, inputCol=self.input_column, outputCol="projected")
         pca_model._transfer_params_to_java()
-        stages = [self.scaler] if self.scaler else []
-        projected = pca_model.transform(
-            self.scaler.transform(features) if self.scaler else features
-        )
+        projecting = [*([self.scaler] if self.scaler else []), pca_model]
         centre = StandardScaler(
             inputCol="projected", outputCol="pca_vector", withMean=True, withStd=False
-        ).fit(projected)
-        return PipelineModel(stages=[*stages, pca_model, centre])
+        ).fit(PipelineModel(stages=projecting).transform(features))
+        return PipelineModel(stages=[*projecting, centre])
 
 
 def fit(features: DataFrame, k_max: int, standardize: bool) -> PrincipalComponents:
-    """Every principal component up to k_max, from one pass over the data.
+    """Every principal component up to k_max: two passes over the data (standard deviations,
+    then correlations; one more first with --standardize, to fit the scaler).
 
-    Spark computes the covariance matrix across the cluster (`Correlation` and `Summarizer`, as
-    its own `PCA.fit` does); only that d x d matrix reaches the driver, where numpy's LAPACK
+    Spark computes the covariance matrix across the cluster (`Correlation` and `Summarizer`: no
+    rows are collected); only that d x d matrix reaches the driver, where numpy's LAPACK
     diagonalises it. Not `PCA.fit` itself: on real MobileNetV2 features (rank-deficient, with dead
     all-zero channels) its driver-side SVD returned wrong components, differing from run to run
     (the first explaining 4-6% of the variance instead of 26-31%; tests/test_featurize_job.py
@@ -237,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     explained = components.explained_variance
     cumulative = np.cumsum(explained).tolist()
     k = args.k if args.k is not None else choose_k(cumulative, args.variance)
-    model = components.spark_pipeline(spark, features, k)
+    model = components.spark_pipeline(features, k)
 
     jobio.delete(spark, jobio.join(args.output, "report.json"))
     model.write().overwrite().save(jobio.join(args.output, "model"))

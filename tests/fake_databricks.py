@@ -13,11 +13,13 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from databricks.sdk.service.jobs import JobSettings
+
+from loopback_server import LoopbackServer
 
 PlayTask = Callable[[str, list[str]], str | None]
 
@@ -70,7 +72,7 @@ class Run:
     errors: dict[int, str] = field(default_factory=dict)  # task run id -> error
 
 
-class FakeDatabricks:
+class FakeDatabricks(LoopbackServer):
     def __init__(self, token: str, play_task: PlayTask, hold_running: bool = False):
         self.token, self.play_task, self.hold_running = token, play_task, hold_running
         self.jobs: dict[int, dict[str, Any]] = {}
@@ -79,12 +81,7 @@ class FakeDatabricks:
         self.calls: list[tuple[str, str]] = []
         self.cancelled: list[int] = []
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self.server.server_address[1]
+        super().__init__(self._handler())
 
     def connection_json(self) -> str:
         """An Airflow connection to this stub (token auth, plain HTTP on loopback)."""
@@ -97,14 +94,6 @@ class FakeDatabricks:
                 "password": self.token,
             }
         )
-
-    def __enter__(self) -> FakeDatabricks:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     # --- the API ------------------------------------------------------------------------------
     def handle(self, method: str, path: str, query: dict, body: dict) -> tuple[int, dict]:
@@ -163,7 +152,7 @@ class FakeDatabricks:
         return {
             "run_id": run.run_id,
             "job_id": run.job_id,
-            "run_page_url": f"http://127.0.0.1:{self.port}/#job/{run.job_id}/run/{run.run_id}",
+            "run_page_url": f"{self.url}/#job/{run.job_id}/run/{run.run_id}",
             "state": {
                 "life_cycle_state": run.life_cycle_state,
                 "result_state": run.result_state or "",

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import http.client
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
+
+from loopback_server import LoopbackServer
 
 SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
@@ -15,19 +17,14 @@ SLOW_DOWN = (
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "content-length"}
 
 
-class FlakyProxy:
+class FlakyProxy(LoopbackServer):
     def __init__(self, upstream_url: str):
         upstream = urlsplit(upstream_url)
         self.upstream = (upstream.hostname, upstream.port)
         self.faults: list[list] = []  # [method, path prefix, how many more to fail]
         self.injected: list[tuple[str, str]] = []
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        super().__init__(self._handler())
 
     def fail(self, method: str, path_prefix: str, times: int) -> None:
         """The next `times` requests `method path_prefix...` get 503 SlowDown."""
@@ -41,14 +38,6 @@ class FlakyProxy:
                     self.injected.append((method, path))
                     return True
         return False
-
-    def __enter__(self) -> FlakyProxy:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def _handler(self):
         proxy = self
