@@ -17,6 +17,8 @@ for every batch of every task it runs (Spark reuses Python workers). With `--eng
 default) what is broadcast is a TensorFlow Lite flatbuffer converted on the driver from the very
 same Keras model, run with XNNPACK and one thread per Spark task: about twice Keras' speed on CPU
 for the same float32 features. With `--engine keras` the weight arrays themselves are broadcast.
+The workers get and return Arrow batches (`mapInArrow`): the 1,280 features of a batch leave as
+one float32 buffer, not as pandas objects converted row by row.
 """
 
 from __future__ import annotations
@@ -36,10 +38,9 @@ from functools import partial
 from urllib.parse import unquote
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 FEATURE_SIZE = 1280
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
@@ -50,12 +51,11 @@ MAX_IMAGE_PIXELS = 40_000_000
 # Images per call of the Keras engine: small enough to stay in cache.
 KERAS_MICRO_BATCH = 16
 
-RESULT_TYPE = T.StructType(
-    [
-        T.StructField("features", T.ArrayType(T.FloatType()), True),
-        T.StructField("error", T.StringType(), True),
-    ]
+# What featurize_batch returns for each image, in Arrow's terms and in Spark's.
+RESULT_SCHEMA = pa.schema(
+    [("path", pa.string()), ("features", pa.list_(pa.float32())), ("error", pa.string())]
 )
+RESULT_DDL = "path string, features array<float>, error string"
 
 
 # --------------------------------------------------------------------------------------------
@@ -63,8 +63,11 @@ RESULT_TYPE = T.StructType(
 # --------------------------------------------------------------------------------------------
 
 
-def decode_image(content: bytes, size: int) -> np.ndarray:
+def decode_image(content: bytes, size: int, out: np.ndarray | None = None) -> np.ndarray:
     """Bytes of a JPEG/PNG -> float32 array (size, size, 3) in MobileNetV2's [-1, 1] range.
+
+    With `out` (a float32 (size, size, 3) array) the pixels are written there, so a batch is
+    decoded in place rather than allocated image by image and stacked.
 
     Any mode is brought to 8-bit RGB: 16-bit and 32-bit greyscale are rescaled (not clipped),
     transparency is composited on white (the Fruits-360 background), CMYK and palettes are
@@ -86,8 +89,11 @@ def decode_image(content: bytes, size: int) -> np.ndarray:
         ImageOps.exif_transpose(image, in_place=True)
         rgb = _to_rgb(image)
     rgb = rgb.resize((size, size), Image.BILINEAR)
-    pixels = np.asarray(rgb, dtype=np.float32)
-    return pixels / 127.5 - 1.0  # keras.applications.mobilenet_v2.preprocess_input
+    if out is None:
+        out = np.empty((size, size, 3), np.float32)
+    # keras.applications.mobilenet_v2.preprocess_input, without temporaries
+    np.divide(np.asarray(rgb), np.float32(127.5), out=out, dtype=np.float32)
+    return np.subtract(out, np.float32(1.0), out=out)
 
 
 def _to_rgb(image):
@@ -307,33 +313,58 @@ def _keep_freed_memory_in_the_heap() -> None:
 _BACKBONES: dict[int, TFLiteBackbone | KerasBackbone] = {}
 
 
-def featurize_batches(
-    contents: Iterator[pd.Series], broadcast, engine: str, image_size: int
-) -> Iterator[pd.DataFrame]:
-    """The body of the pandas UDF: image bytes in, (features, error) out, row for row."""
+def featurize_partition(
+    batches: Iterator[pa.RecordBatch], broadcast, engine: str, image_size: int
+) -> Iterator[pa.RecordBatch]:
+    """The body of `mapInArrow`: (path, content) batches in, (path, features, error) out."""
     backbone = _BACKBONES.get(id(broadcast))
     if backbone is None:
         backbone = _BACKBONES[id(broadcast)] = make_backbone(broadcast.value, engine, image_size)
-    for batch in contents:
+    for batch in batches:
         yield featurize_batch(batch, backbone, image_size)
 
 
-def featurize_batch(contents: pd.Series, backbone, image_size: int) -> pd.DataFrame:
-    decoded: list[np.ndarray] = []
+def featurize_batch(batch: pa.RecordBatch, backbone, image_size: int) -> pa.RecordBatch:
+    """One Arrow batch, row for row: either `features` (1280 floats) or `error` is null.
+
+    Arrow in and out, no pandas: the features leave as one contiguous float32 buffer wrapped as a
+    list column, where a pandas UDF would convert 1,280-float arrays row by row.
+    """
+    contents = batch.column("content").to_pylist()
+    pixels = np.empty((len(contents), image_size, image_size, 3), np.float32)
     decoded_rows: list[int] = []
     errors: list[str | None] = [None] * len(contents)
     for row, content in enumerate(contents):
         try:
-            decoded.append(decode_image(content, image_size))
+            decode_image(content, image_size, out=pixels[len(decoded_rows)])
             decoded_rows.append(row)
         except Exception as error:  # any undecodable input becomes a quarantine row
             errors[row] = describe_error(error)
-    features: list[np.ndarray | None] = [None] * len(contents)
-    if decoded:
-        vectors = backbone.predict(np.stack(decoded))
-        for row, vector in zip(decoded_rows, vectors, strict=True):
-            features[row] = vector
-    return pd.DataFrame({"features": features, "error": errors})
+    features = (
+        backbone.predict(pixels[: len(decoded_rows)])
+        if decoded_rows
+        else np.zeros((0, FEATURE_SIZE), np.float32)
+    )
+    return pa.RecordBatch.from_arrays(
+        [
+            batch.column("path"),
+            feature_column(features, decoded_rows, len(contents)),
+            pa.array(errors, pa.string()),
+        ],
+        schema=RESULT_SCHEMA,
+    )
+
+
+def feature_column(features: np.ndarray, rows: list[int], length: int) -> pa.ListArray:
+    """(len(rows), 1280) float32 -> a list<float> column of `length`, null where no row."""
+    sizes = np.zeros(length, np.int32)
+    sizes[rows] = FEATURE_SIZE
+    offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int32)])
+    return pa.ListArray.from_arrays(
+        pa.array(offsets, pa.int32()),
+        pa.array(features.reshape(-1), pa.float32()),
+        mask=pa.array(sizes == 0),
+    )
 
 
 def describe_error(error: Exception) -> str:
@@ -344,16 +375,6 @@ def describe_error(error: Exception) -> str:
         return "UnidentifiedImageError: not a readable JPEG or PNG image"
     message = re.sub(r" at 0x[0-9a-fA-F]+", "", str(error))
     return f"{type(error).__name__}: {message}"[:500]
-
-
-def make_featurize_udf(broadcast, engine: str, image_size: int):
-    from pyspark.sql.functions import pandas_udf
-
-    @pandas_udf(RESULT_TYPE)
-    def featurize_udf(contents: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        yield from featurize_batches(contents, broadcast, engine, image_size)
-
-    return featurize_udf
 
 
 # --------------------------------------------------------------------------------------------
@@ -392,20 +413,28 @@ def split_of(path: Column) -> Column:
 
 
 EMPTY_FILE_ERROR = "ValueError: empty file"
+QUARANTINE = "path string, error string"
 
 
-def empty_files(spark: SparkSession, images: DataFrame) -> DataFrame:
-    """Zero-byte image files, as (path, error) rows.
+def listed_images(images: DataFrame) -> list[str]:
+    """Every image file the read found, zero-byte ones included, as the `path` column shows it.
+
+    From the listing Spark already made on the driver: no job, nothing read.
+    """
+    return [path_as_spark_shows_it(uri) for uri in images.inputFiles()]
+
+
+def empty_files(listed: list[str], results: DataFrame, rows_read: int) -> list[str]:
+    """Listed image files that gave no row: the zero-byte ones.
 
     Spark's file sources plan no split for a zero-length file, so `binaryFile` silently drops
-    it; comparing the listing with what was read finds them, so they are quarantined, not lost.
+    it; the listing still has it, so it is quarantined, not lost. Every other file gives exactly
+    one row, so the paths are only compared when the counts differ (almost never).
     """
-    listed = spark.createDataFrame(
-        [(path_as_spark_shows_it(uri),) for uri in images.inputFiles()], "path string"
-    )
-    return listed.join(images.select("path"), "path", "left_anti").select(
-        "path", F.lit(EMPTY_FILE_ERROR).alias("error")
-    )
+    if rows_read == len(listed):
+        return []
+    seen = {row["path"] for row in results.select("path").toLocalIterator()}
+    return sorted(set(listed) - seen)
 
 
 def path_as_spark_shows_it(uri: str) -> str:
@@ -414,15 +443,13 @@ def path_as_spark_shows_it(uri: str) -> str:
     return "file:/" + path[len("file:///") :] if path.startswith("file:///") else path
 
 
-def featurize(images: DataFrame, empty: DataFrame, featurize_udf) -> DataFrame:
+def featurize(images: DataFrame, broadcast, engine: str, image_size: int) -> DataFrame:
     """path, content -> path, label, split, features, error (one of the last two is null)."""
-    featurized = images.select("path", featurize_udf("content").alias("result")).select(
-        "path", "result.features", "result.error"
+    featurized = images.mapInArrow(
+        partial(featurize_partition, broadcast=broadcast, engine=engine, image_size=image_size),
+        RESULT_DDL,
     )
-    unreadable = empty.select(
-        "path", F.lit(None).cast(T.ArrayType(T.FloatType())).alias("features"), "error"
-    )
-    return featurized.unionByName(unreadable).select(
+    return featurized.select(
         "path",
         label_of(F.col("path")).alias("label"),
         split_of(F.col("path")).alias("split"),
@@ -475,6 +502,9 @@ def configure_for_images(spark: SparkSession) -> None:
     Python workers' memory flat however large a partition is.
     """
     cores = spark.sparkContext.defaultParallelism
+    if spark.sparkContext.master.startswith("local"):
+        # A "parallel" listing job runs in this same JVM: listing directly is quicker.
+        spark.conf.set("spark.sql.sources.parallelPartitionDiscovery.threshold", str(2**31 - 1))
     spark.conf.set("spark.sql.files.openCostInBytes", str(8 * 1024))
     spark.conf.set("spark.sql.files.minPartitionNum", str(4 * cores))
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "64")
@@ -484,12 +514,13 @@ def main(argv: list[str] | None = None) -> None:
     import jobio
 
     args = parse_args(argv)
+    started = time.time()
     spark = SparkSession.builder.appName("fruits-featurize").getOrCreate()
     configure_for_images(spark)
-    started = time.time()
 
     images = read_images(spark, args.input)
-    if images.select("path").isEmpty():  # lists files only: fail before loading any model
+    listed = listed_images(images)
+    if not listed:  # fail before loading any model
         raise SystemExit(f"featurize: no .jpg/.jpeg/.png images found under {args.input}")
 
     weights_uri = args.weights if args.weights == "imagenet" else jobio.qualify(args.weights)
@@ -501,16 +532,18 @@ def main(argv: list[str] | None = None) -> None:
     model_cache = jobio.qualify(args.model_cache) if args.model_cache else None
     loaded = load_weights_on_driver(weights_uri, args.image_size, args.engine, storage, model_cache)
     broadcast = spark.sparkContext.broadcast(loaded.model_bytes)
-    featurize_udf = make_featurize_udf(broadcast, args.engine, args.image_size)
 
-    # Persist so the model runs once per image although two outputs and the counts read it.
-    results = featurize(images, empty_files(spark, images), featurize_udf).persist()
+    # Persist so the model runs once per image although the counts and two outputs read it.
+    results = featurize(images, broadcast, args.engine, args.image_size).persist()
     counts = count_results(results)
+    empty = empty_files(listed, results, counts["read"])
+    counts = {**counts, "read": len(listed), "quarantined": counts["quarantined"] + len(empty)}
 
     # Quarantine first: even a run that fails below keeps the record of what was unreadable.
-    results.where(F.col("error").isNotNull()).select("path", "error").write.mode(
-        "overwrite"
-    ).parquet(args.quarantine)
+    empty_rows = spark.createDataFrame([(path, EMPTY_FILE_ERROR) for path in empty], QUARANTINE)
+    results.where(F.col("error").isNotNull()).select("path", "error").unionByName(
+        empty_rows
+    ).write.mode("overwrite").parquet(args.quarantine)
     if counts["featurized"] == 0:
         raise SystemExit(
             f"featurize: none of the {counts['read']} images under {args.input} could be read; "
@@ -530,6 +563,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def count_results(results: DataFrame) -> dict[str, int]:
+    """Rows read (zero-byte files give none), featurized and quarantined, in one pass."""
     row = results.agg(
         F.count(F.lit(1)).alias("read"),
         F.count("features").alias("featurized"),

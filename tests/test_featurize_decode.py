@@ -1,4 +1,5 @@
-"""Image decoding: every mode becomes the same RGB picture; anything unreadable raises."""
+"""Image decoding and the Arrow batch function: every mode becomes the same RGB picture, anything
+unreadable becomes an error row."""
 
 import io
 
@@ -6,7 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featurize import MAX_IMAGE_PIXELS, decode_image, path_as_spark_shows_it
+from featurize import (
+    FEATURE_SIZE,
+    MAX_IMAGE_PIXELS,
+    RESULT_SCHEMA,
+    decode_image,
+    featurize_batch,
+    path_as_spark_shows_it,
+)
 
 SIZE = 32
 
@@ -107,3 +115,50 @@ def test_decompression_bomb_is_refused_before_decoding():
 )
 def test_listed_uris_match_the_path_column(listed, shown):
     assert path_as_spark_shows_it(listed) == shown
+
+
+class RowSumBackbone:
+    """Stands in for MobileNetV2: feature i of an image is i + the sum of its pixels."""
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        sums = images.reshape(len(images), -1).sum(axis=1, dtype=np.float64)
+        return (sums[:, None] + np.arange(FEATURE_SIZE)).astype(np.float32)
+
+
+def test_an_arrow_batch_keeps_rows_in_order_with_features_or_an_error():
+    import pyarrow as pa
+
+    photos = [red_square(), Image.new("RGB", (30, 50), (0, 90, 255)), red_square("L")]
+    contents = [encode(photos[0], "PNG"), b"not an image", encode(photos[1], "PNG"), b""]
+    contents.append(encode(photos[2], "JPEG"))
+    paths = [f"file:/in/{n}.png" for n in range(len(contents))]
+    batch = pa.RecordBatch.from_pydict({"path": paths, "content": contents})
+
+    result = featurize_batch(batch, RowSumBackbone(), SIZE)
+
+    assert result.schema == RESULT_SCHEMA
+    assert result.column("path").to_pylist() == paths
+    errors = result.column("error").to_pylist()
+    assert [e is None for e in errors] == [True, False, True, False, True]
+    assert "not a readable JPEG or PNG image" in errors[1] and "empty file" in errors[3]
+    features = result.column("features").to_pylist()
+    assert [f is None for f in features] == [False, True, False, True, False]
+    for row, content in ((0, contents[0]), (2, contents[2]), (4, contents[4])):
+        expected = RowSumBackbone().predict(decode_image(content, SIZE)[np.newaxis])[0]
+        np.testing.assert_array_equal(np.asarray(features[row], np.float32), expected)
+
+
+def test_a_batch_with_nothing_readable_gives_only_errors():
+    import pyarrow as pa
+
+    batch = pa.RecordBatch.from_pydict({"path": ["a", "b"], "content": [b"x", b"y"]})
+    result = featurize_batch(batch, RowSumBackbone(), SIZE)
+    assert result.column("features").to_pylist() == [None, None]
+    assert all(result.column("error").to_pylist())
+
+
+def test_decoding_into_a_buffer_gives_the_same_pixels():
+    content = encode(red_square(), "PNG")
+    buffer = np.full((SIZE, SIZE, 3), 7.0, np.float32)
+    decode_image(content, SIZE, out=buffer)
+    np.testing.assert_array_equal(buffer, decode_image(content, SIZE))
