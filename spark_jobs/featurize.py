@@ -540,10 +540,10 @@ def main(argv: list[str] | None = None) -> None:
     counts = {**counts, "read": len(listed), "quarantined": counts["quarantined"] + len(empty)}
 
     # Quarantine first: even a run that fails below keeps the record of what was unreadable.
+    # Few rows as a rule: one file, not one per partition.
     empty_rows = spark.createDataFrame([(path, EMPTY_FILE_ERROR) for path in empty], QUARANTINE)
-    results.where(F.col("error").isNotNull()).select("path", "error").unionByName(
-        empty_rows
-    ).write.mode("overwrite").parquet(args.quarantine)
+    quarantine = results.where(F.col("error").isNotNull()).select("path", "error")
+    quarantine.unionByName(empty_rows).coalesce(1).write.mode("overwrite").parquet(args.quarantine)
     if counts["featurized"] == 0:
         raise SystemExit(
             f"featurize: none of the {counts['read']} images under {args.input} could be read; "

@@ -7,7 +7,7 @@ pytestmark = pytest.mark.spark
 
 def test_bytes_and_json_round_trip_through_hadoop_fs(spark, tmp_path):
     uri = jobio.qualify(str(tmp_path / "a" / "b.bin"))
-    payload = bytes(range(256)) * 5000  # > 1 MiB chunk: exercises the chunked read
+    payload = bytes(range(256)) * 5000  # 1.3 MB, every byte value
     jobio.write_bytes(spark, uri, payload)
     assert jobio.exists(spark, uri)
     assert jobio.read_bytes(spark, uri) == payload
