@@ -127,5 +127,7 @@ def test_the_steps_are_valid_add_job_flow_steps_requests(params):
     ]
     assert featurize[5] == "s3://fruits-lake/code/abc/featurize.py"
     assert "s3://fruits-lake/runs/2026-11-25/features" in featurize
+    cache = featurize[featurize.index("--model-cache") + 1]
+    assert cache == "s3://fruits-lake/models/compiled"  # outside the run folder: kept
     assert ("--k" in pca) == ("pca_k" in params)
     assert "s3://fruits-lake/runs/2026-11-25/pca/vectors" in classify

@@ -1,6 +1,7 @@
 """The README's main job, for real: moto server + Azurite processes, `airflow dags test`,
 the DAG on platform local running the three Spark jobs, the export verified in Azurite."""
 
+import hashlib
 import json
 
 import pytest
@@ -33,6 +34,12 @@ def test_the_run_featurized_the_sample_and_scored_it(local_run):
     results = local_run["results"]
     manifest = json.loads((results / "features" / "_manifest.json").read_text())
     assert manifest["counts"] == {"read": 109, "featurized": 108, "quarantined": 1}
+    # A fresh machine converts the weights once and keeps the model for the next runs.
+    assert manifest["model"]["compiled_from"] == "weights"
+    kept = list((results.parent / "scratch" / "caches" / "model-cache").glob("*.tflite"))
+    assert [hashlib.sha256(k.read_bytes()).hexdigest() for k in kept] == [
+        manifest["model"]["broadcast_sha256"]
+    ]
     report = json.loads((results / "pca" / "report.json").read_text())
     assert report["explained_variance_at_k"] >= 0.95 and report["rows"] == 108
     metrics = json.loads((results / "classify" / "metrics.json").read_text())

@@ -119,6 +119,7 @@ class RunConfig:
     logs_prefix: str
     weights_uri: str
     weights_sha256: str
+    model_cache_prefix: str  # TFLite models converted from the weights, kept between runs
     azure_container: str
     azure_prefix: str
     pca_variance: float
@@ -140,6 +141,10 @@ class RunConfig:
 
     def output_uri(self, name: str) -> str:
         return f"s3://{self.lake_bucket}/{self.run_prefix}/{name}"
+
+    @property
+    def model_cache_uri(self) -> str:
+        return f"s3://{self.lake_bucket}/{self.model_cache_prefix}"
 
     # --- building ------------------------------------------------------------------------------
     @classmethod
@@ -178,6 +183,7 @@ class RunConfig:
             logs_prefix=_prefix(variable.get("logs_prefix", "emr-logs")),
             weights_uri=_required(variable, "weights_uri"),
             weights_sha256=_required(variable, "weights_sha256"),
+            model_cache_prefix=_prefix(variable.get("model_cache_prefix", "models/compiled")),
             azure_container=_required(variable, "azure_container"),
             azure_prefix=_prefix(variable.get("azure_prefix", "fruits")),
             pca_variance=float(params.get("pca_variance", 0.95)),

@@ -35,11 +35,16 @@ def run_job(job: SparkJob, code_uri: str, s3_hook, scratch_root: str | None = No
             for flag, uri in job.inputs.items()
         }
         local_outputs = {flag: root / "out" / flag.strip("-") for flag in job.outputs}
+        # Caches stay on this machine, beside the scratch folders, from one run to the next.
+        local_caches = {
+            flag: Path(scratch_root or root, "caches", flag.strip("-")) for flag in job.caches
+        }
         staged = SparkJob(
             job.name,
             inputs={flag: str(path) for flag, path in local_inputs.items()},
             outputs={flag: str(path) for flag, path in local_outputs.items()},
             options=job.options,
+            caches={flag: str(path) for flag, path in local_caches.items()},
         )
         command = staged.spark_submit(str(code), "--master", "local[*]", "--driver-memory", "4g")
         spark_submit(command, log.info, job.name)

@@ -21,6 +21,7 @@ class SparkJob:
     inputs: dict[str, str]  # flag -> URI the job reads (an object or a prefix)
     outputs: dict[str, str]  # flag -> URI the job (re)writes
     options: tuple[str, ...] = field(default=())
+    caches: dict[str, str] = field(default_factory=dict)  # flag -> URI read and added to, kept
 
     @property
     def script(self) -> str:
@@ -32,14 +33,21 @@ class SparkJob:
             "inputs": self.inputs,
             "outputs": self.outputs,
             "options": list(self.options),
+            "caches": self.caches,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SparkJob:
-        return cls(data["name"], data["inputs"], data["outputs"], tuple(data["options"]))
+        return cls(
+            data["name"],
+            data["inputs"],
+            data["outputs"],
+            tuple(data["options"]),
+            data.get("caches", {}),
+        )
 
     def arguments(self) -> list[str]:
-        pairs = [*self.inputs.items(), *self.outputs.items()]
+        pairs = [*self.inputs.items(), *self.outputs.items(), *self.caches.items()]
         return [part for flag, uri in pairs for part in (flag, uri)] + list(self.options)
 
     def spark_submit(self, code_uri: str, *spark_options: str) -> list[str]:
@@ -66,6 +74,8 @@ def pipeline_jobs(config: RunConfig) -> list[SparkJob]:
             "featurize",
             inputs={"--input": config.input_uri, "--weights": config.weights_uri},
             outputs={"--output": features, "--quarantine": config.output_uri("quarantine")},
+            # Converting the weights to TFLite takes ~20 s of driver time: once per weights.
+            caches={"--model-cache": config.model_cache_uri},
         ),
         SparkJob(
             "pca", inputs={"--input": features}, outputs={"--output": pca}, options=pca_choice
