@@ -165,15 +165,17 @@ def _featurize_module():
 
 
 def _featurize_shard(shard: tuple[list[str], str]) -> int:
+    """The workers' own batch function over 64-image Arrow batches, as Spark would feed it."""
+    import pyarrow as pa
+
     featurize = _featurize_module()
     files, model_file = shard
     backbone = featurize.make_backbone(Path(model_file).read_bytes(), "tflite", 224)
     for start in range(0, len(files), 64):
         chunk = files[start : start + 64]
-        pixels = np.empty((len(chunk), 224, 224, 3), np.float32)
-        for row, name in enumerate(chunk):
-            featurize.decode_image(Path(name).read_bytes(), 224, out=pixels[row])
-        backbone.predict(pixels)
+        contents = [Path(name).read_bytes() for name in chunk]
+        batch = pa.RecordBatch.from_pydict({"path": chunk, "content": contents})
+        featurize.featurize_batch(batch, backbone, 224)
     return len(files)
 
 

@@ -47,11 +47,8 @@ def read_bytes(spark: SparkSession, uri: str) -> bytes:
     """The whole object, through a local copy: py4j would pass a large byte[] slowly (a 9 MB
     weights file took 0.8 s), a file the driver reads itself takes milliseconds."""
     fs, path = _fs_and_path(spark, uri)
-    jvm = spark.sparkContext._jvm
-    with tempfile.TemporaryDirectory(prefix="jobio-") as scratch:
-        local = os.path.join(scratch, "object")
-        # delSrc=False; useRawLocalFileSystem=True: no .crc file beside the copy.
-        fs.copyToLocalFile(False, path, jvm.org.apache.hadoop.fs.Path("file://" + local), True)
+    with _local_file(spark) as (local, local_path):
+        fs.copyToLocalFile(False, path, local_path, True)  # keep the source; write no .crc
         with open(local, "rb") as handle:
             return handle.read()
 
@@ -59,13 +56,18 @@ def read_bytes(spark: SparkSession, uri: str) -> bytes:
 def write_bytes(spark: SparkSession, uri: str, data: bytes) -> None:
     """Create or replace the object, from a local copy (the reverse of read_bytes)."""
     fs, path = _fs_and_path(spark, uri)
-    jvm = spark.sparkContext._jvm
-    with tempfile.TemporaryDirectory(prefix="jobio-") as scratch:
-        local = os.path.join(scratch, "object")
+    with _local_file(spark) as (local, local_path):
         with open(local, "wb") as handle:
             handle.write(data)
-        # delSrc=False, overwrite=True
-        fs.copyFromLocalFile(False, True, jvm.org.apache.hadoop.fs.Path("file://" + local), path)
+        fs.copyFromLocalFile(False, True, local_path, path)  # keep the source; overwrite
+
+
+@contextmanager
+def _local_file(spark: SparkSession):
+    """A scratch file on the driver, as a path for Python and as a Hadoop Path for the JVM."""
+    with tempfile.TemporaryDirectory(prefix="jobio-") as scratch:
+        local = os.path.join(scratch, "object")
+        yield local, spark.sparkContext._jvm.org.apache.hadoop.fs.Path("file://" + local)
 
 
 def write_json(spark: SparkSession, uri: str, document: dict[str, Any]) -> None:
