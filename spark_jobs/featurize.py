@@ -39,6 +39,8 @@ from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark import AccumulatorParam
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -51,11 +53,12 @@ MAX_IMAGE_PIXELS = 40_000_000
 # Images per call of the Keras engine: small enough to stay in cache.
 KERAS_MICRO_BATCH = 16
 
-# What featurize_batch returns for each image, in Arrow's terms and in Spark's.
+# What featurize_batch returns for each image, and what the workers give Spark: the featurized
+# images only (the others go to the driver through an accumulator, see UnreadableImages).
 RESULT_SCHEMA = pa.schema(
     [("path", pa.string()), ("features", pa.list_(pa.float32())), ("error", pa.string())]
 )
-RESULT_DDL = "path string, features array<float>, error string"
+FEATURIZED_DDL = "path string, features array<float>"
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,6 +243,8 @@ class TFLiteBackbone:
     batches of 16): a single image's activations stay in cache.
     """
 
+    micro_batch = 1  # images decoded before each call of predict
+
     def __init__(self, model_bytes: bytes, image_size: int):
         # LiteRT (TensorFlow Lite's runtime) imports in 0.1 s without TensorFlow.
         from ai_edge_litert.interpreter import Interpreter
@@ -262,6 +267,8 @@ class TFLiteBackbone:
 
 class KerasBackbone:
     """MobileNetV2 rebuilt from the broadcast weight arrays, run in micro-batches."""
+
+    micro_batch = KERAS_MICRO_BATCH
 
     def __init__(self, model_bytes: bytes, image_size: int):
         import pickle
@@ -313,42 +320,84 @@ def _keep_freed_memory_in_the_heap() -> None:
 _BACKBONES: dict[int, TFLiteBackbone | KerasBackbone] = {}
 
 
+class UnreadableImages(AccumulatorParam):
+    """path -> error of the images the workers could not decode, merged on the driver as tasks end.
+
+    Lets one pass over the images write the features and still know every unreadable one,
+    without caching 1,280 floats per image for a second pass. Keyed by path, so the report of a
+    task that Spark runs twice counts once. A few rows per run as a rule (under 1 KB each).
+    """
+
+    def zero(self, value: dict[str, str]) -> dict[str, str]:
+        return {}
+
+    def addInPlace(self, value1: dict[str, str], value2: dict[str, str]) -> dict[str, str]:
+        value1.update(value2)
+        return value1
+
+
 def featurize_partition(
-    batches: Iterator[pa.RecordBatch], broadcast, engine: str, image_size: int
+    batches: Iterator[pa.RecordBatch], broadcast, engine: str, image_size: int, unreadable
 ) -> Iterator[pa.RecordBatch]:
-    """The body of `mapInArrow`: (path, content) batches in, (path, features, error) out."""
+    """The body of `mapInArrow`: (path, content) batches in, (path, features) of the readable
+    images out; the others are added to the `unreadable` accumulator."""
     backbone = _BACKBONES.get(id(broadcast))
     if backbone is None:
         backbone = _BACKBONES[id(broadcast)] = make_backbone(broadcast.value, engine, image_size)
     for batch in batches:
-        yield featurize_batch(batch, backbone, image_size)
+        featurized, errors = split_errors(featurize_batch(batch, backbone, image_size))
+        if errors:
+            unreadable.add(errors)
+        yield featurized
+
+
+def split_errors(result: pa.RecordBatch) -> tuple[pa.RecordBatch, dict[str, str]]:
+    """featurize_batch rows -> (path, features) of featurized ones; path -> error of the rest."""
+    featurized = pc.is_null(result.column("error"))
+    rest = result.filter(pc.invert(featurized))
+    errors = dict(zip(rest.column("path").to_pylist(), rest.column("error").to_pylist()))
+    kept = result.filter(featurized)
+    return pa.RecordBatch.from_arrays(
+        [kept.column("path"), kept.column("features")], names=["path", "features"]
+    ), errors
 
 
 def featurize_batch(batch: pa.RecordBatch, backbone, image_size: int) -> pa.RecordBatch:
     """One Arrow batch, row for row: either `features` (1280 floats) or `error` is null.
 
     Arrow in and out, no pandas: the features leave as one contiguous float32 buffer wrapped as a
-    list column, where a pandas UDF would convert 1,280-float arrays row by row.
+    list column, where a pandas UDF would convert 1,280-float arrays row by row. Images go to the
+    model as soon as a micro-batch of them is decoded, while their pixels are still in the CPU's
+    cache (2% faster than decoding the whole batch first, and 38 MB less memory per worker).
     """
     contents = batch.column("content").to_pylist()
-    pixels = np.empty((len(contents), image_size, image_size, 3), np.float32)
+    pixels = np.empty((backbone.micro_batch, image_size, image_size, 3), np.float32)
+    features = np.empty((len(contents), FEATURE_SIZE), np.float32)  # decoded rows only, in order
     decoded_rows: list[int] = []
     errors: list[str | None] = [None] * len(contents)
+    waiting = 0  # decoded into `pixels`, not yet through the model
+
+    def run_model() -> None:
+        done = len(decoded_rows)
+        features[done - waiting : done] = backbone.predict(pixels[:waiting])
+
     for row, content in enumerate(contents):
         try:
-            decode_image(content, image_size, out=pixels[len(decoded_rows)])
-            decoded_rows.append(row)
+            decode_image(content, image_size, out=pixels[waiting])
         except Exception as error:  # any undecodable input becomes a quarantine row
             errors[row] = describe_error(error)
-    features = (
-        backbone.predict(pixels[: len(decoded_rows)])
-        if decoded_rows
-        else np.zeros((0, FEATURE_SIZE), np.float32)
-    )
+            continue
+        decoded_rows.append(row)
+        waiting += 1
+        if waiting == len(pixels):
+            run_model()
+            waiting = 0
+    if waiting:
+        run_model()
     return pa.RecordBatch.from_arrays(
         [
             batch.column("path"),
-            feature_column(features, decoded_rows, len(contents)),
+            feature_column(features[: len(decoded_rows)], decoded_rows, len(contents)),
             pa.array(errors, pa.string()),
         ],
         schema=RESULT_SCHEMA,
@@ -412,6 +461,15 @@ def split_of(path: Column) -> Column:
     return F.when(F.size(named) > 0, F.element_at(named, -1)).otherwise(F.lit(""))
 
 
+# How the features Parquet is written. Nearly every one of the 1,280 floats of a row is distinct,
+# so a dictionary never pays off, yet Parquet fills one before giving up: that was a quarter of
+# the JVM's time in the write. zstd makes the files 40% smaller than snappy (15 MB against
+# 26 MB for 13,680 images) for the same write time.
+FEATURES_PARQUET_OPTIONS = {
+    "parquet.enable.dictionary#features.list.element": "false",
+    "compression": "zstd",
+}
+
 EMPTY_FILE_ERROR = "ValueError: empty file"
 QUARANTINE = "path string, error string"
 
@@ -424,7 +482,7 @@ def listed_images(images: DataFrame) -> list[str]:
     return [path_as_spark_shows_it(uri) for uri in images.inputFiles()]
 
 
-def empty_files(listed: list[str], results: DataFrame, rows_read: int) -> list[str]:
+def empty_files(listed: list[str], rows_read: int, paths_read: Callable[[], set[str]]) -> list[str]:
     """Listed image files that gave no row: the zero-byte ones.
 
     Spark's file sources plan no split for a zero-length file, so `binaryFile` silently drops
@@ -433,8 +491,7 @@ def empty_files(listed: list[str], results: DataFrame, rows_read: int) -> list[s
     """
     if rows_read == len(listed):
         return []
-    seen = {row["path"] for row in results.select("path").toLocalIterator()}
-    return sorted(set(listed) - seen)
+    return sorted(set(listed) - paths_read())
 
 
 def path_as_spark_shows_it(uri: str) -> str:
@@ -443,18 +500,26 @@ def path_as_spark_shows_it(uri: str) -> str:
     return "file:/" + path[len("file:///") :] if path.startswith("file:///") else path
 
 
-def featurize(images: DataFrame, broadcast, engine: str, image_size: int) -> DataFrame:
-    """path, content -> path, label, split, features, error (one of the last two is null)."""
+def featurize(images: DataFrame, broadcast, engine: str, image_size: int, unreadable) -> DataFrame:
+    """path, content -> path, label, split, features of the readable images.
+
+    The others are added to `unreadable` (an UnreadableImages accumulator) as the tasks end.
+    """
     featurized = images.mapInArrow(
-        partial(featurize_partition, broadcast=broadcast, engine=engine, image_size=image_size),
-        RESULT_DDL,
+        partial(
+            featurize_partition,
+            broadcast=broadcast,
+            engine=engine,
+            image_size=image_size,
+            unreadable=unreadable,
+        ),
+        FEATURIZED_DDL,
     )
     return featurized.select(
         "path",
         label_of(F.col("path")).alias("label"),
         split_of(F.col("path")).alias("split"),
         "features",
-        "error",
     )
 
 
@@ -533,26 +598,31 @@ def main(argv: list[str] | None = None) -> None:
     loaded = load_weights_on_driver(weights_uri, args.image_size, args.engine, storage, model_cache)
     broadcast = spark.sparkContext.broadcast(loaded.model_bytes)
 
-    # Persist so the model runs once per image although the counts and two outputs read it.
-    results = featurize(images, broadcast, args.engine, args.image_size).persist()
-    counts = count_results(results)
-    empty = empty_files(listed, results, counts["read"])
-    counts = {**counts, "read": len(listed), "quarantined": counts["quarantined"] + len(empty)}
+    # One pass: the model runs once per image and its features are written as they come.
+    unreadable = spark.sparkContext.accumulator({}, UnreadableImages())
+    features = featurize(images, broadcast, args.engine, args.image_size, unreadable)
+    features.write.mode("overwrite").options(**FEATURES_PARQUET_OPTIONS).parquet(args.output)
 
-    # Quarantine first: even a run that fails below keeps the record of what was unreadable.
+    written = spark.read.parquet(args.output)
+    featurized = written.count()  # from the Parquet footers
+    quarantine = dict(unreadable.value)
+    empty = empty_files(
+        listed,
+        featurized + len(quarantine),
+        lambda: {row["path"] for row in written.select("path").toLocalIterator()} | set(quarantine),
+    )
+    quarantine.update(dict.fromkeys(empty, EMPTY_FILE_ERROR))
+    counts = {"read": len(listed), "featurized": featurized, "quarantined": len(quarantine)}
     # Few rows as a rule: one file, not one per partition.
-    empty_rows = spark.createDataFrame([(path, EMPTY_FILE_ERROR) for path in empty], QUARANTINE)
-    quarantine = results.where(F.col("error").isNotNull()).select("path", "error")
-    quarantine.unionByName(empty_rows).coalesce(1).write.mode("overwrite").parquet(args.quarantine)
-    if counts["featurized"] == 0:
+    rows = sorted(quarantine.items())
+    spark.createDataFrame(rows, QUARANTINE).coalesce(1).write.mode("overwrite").parquet(
+        args.quarantine
+    )
+    if featurized == 0:  # no manifest: the output is not marked complete
         raise SystemExit(
             f"featurize: none of the {counts['read']} images under {args.input} could be read; "
             f"the errors are in {args.quarantine}"
         )
-    results.where(F.col("error").isNull()).drop("error").write.mode("overwrite").parquet(
-        args.output
-    )
-    results.unpersist()
 
     jobio.write_json(
         spark,
@@ -560,16 +630,6 @@ def main(argv: list[str] | None = None) -> None:
         build_manifest(args, loaded, counts, spark.version, time.time() - started),
     )
     print(f"featurize: {counts} -> {args.output}")
-
-
-def count_results(results: DataFrame) -> dict[str, int]:
-    """Rows read (zero-byte files give none), featurized and quarantined, in one pass."""
-    row = results.agg(
-        F.count(F.lit(1)).alias("read"),
-        F.count("features").alias("featurized"),
-        F.count("error").alias("quarantined"),
-    ).first()
-    return {"read": row["read"], "featurized": row["featurized"], "quarantined": row["quarantined"]}
 
 
 def build_manifest(

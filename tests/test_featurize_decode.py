@@ -11,9 +11,12 @@ from featurize import (
     FEATURE_SIZE,
     MAX_IMAGE_PIXELS,
     RESULT_SCHEMA,
+    UnreadableImages,
     decode_image,
+    empty_files,
     featurize_batch,
     path_as_spark_shows_it,
+    split_errors,
 )
 
 SIZE = 32
@@ -120,12 +123,19 @@ def test_listed_uris_match_the_path_column(listed, shown):
 class RowSumBackbone:
     """Stands in for MobileNetV2: feature i of an image is i + the sum of its pixels."""
 
+    def __init__(self, micro_batch: int = 1):
+        self.micro_batch = micro_batch
+        self.calls: list[int] = []  # images per call of predict
+
     def predict(self, images: np.ndarray) -> np.ndarray:
+        assert len(images) <= self.micro_batch
+        self.calls.append(len(images))
         sums = images.reshape(len(images), -1).sum(axis=1, dtype=np.float64)
         return (sums[:, None] + np.arange(FEATURE_SIZE)).astype(np.float32)
 
 
-def test_an_arrow_batch_keeps_rows_in_order_with_features_or_an_error():
+@pytest.mark.parametrize("micro_batch", [1, 2, 16])
+def test_an_arrow_batch_keeps_rows_in_order_with_features_or_an_error(micro_batch):
     import pyarrow as pa
 
     photos = [red_square(), Image.new("RGB", (30, 50), (0, 90, 255)), red_square("L")]
@@ -134,8 +144,12 @@ def test_an_arrow_batch_keeps_rows_in_order_with_features_or_an_error():
     paths = [f"file:/in/{n}.png" for n in range(len(contents))]
     batch = pa.RecordBatch.from_pydict({"path": paths, "content": contents})
 
-    result = featurize_batch(batch, RowSumBackbone(), SIZE)
+    backbone = RowSumBackbone(micro_batch)
+    result = featurize_batch(batch, backbone, SIZE)
 
+    # The 3 readable images go to the model in full micro-batches, then the rest.
+    full, rest = divmod(3, micro_batch)
+    assert backbone.calls == [micro_batch] * full + ([rest] if rest else [])
     assert result.schema == RESULT_SCHEMA
     assert result.column("path").to_pylist() == paths
     errors = result.column("error").to_pylist()
@@ -152,7 +166,9 @@ def test_a_batch_with_nothing_readable_gives_only_errors():
     import pyarrow as pa
 
     batch = pa.RecordBatch.from_pydict({"path": ["a", "b"], "content": [b"x", b"y"]})
-    result = featurize_batch(batch, RowSumBackbone(), SIZE)
+    backbone = RowSumBackbone(micro_batch=4)
+    result = featurize_batch(batch, backbone, SIZE)
+    assert backbone.calls == []
     assert result.column("features").to_pylist() == [None, None]
     assert all(result.column("error").to_pylist())
 
@@ -162,3 +178,35 @@ def test_decoding_into_a_buffer_gives_the_same_pixels():
     buffer = np.full((SIZE, SIZE, 3), 7.0, np.float32)
     decode_image(content, SIZE, out=buffer)
     np.testing.assert_array_equal(buffer, decode_image(content, SIZE))
+
+
+def test_only_featurized_rows_go_on_and_the_errors_are_kept_by_path():
+    import pyarrow as pa
+
+    contents = [encode(red_square(), "PNG"), b"not an image", b"", encode(red_square(), "JPEG")]
+    paths = ["file:/in/a.png", "file:/in/b.png", "file:/in/c.png", "file:/in/d.jpg"]
+    batch = pa.RecordBatch.from_pydict({"path": paths, "content": contents})
+
+    featurized, errors = split_errors(featurize_batch(batch, RowSumBackbone(), SIZE))
+
+    assert featurized.schema.names == ["path", "features"]
+    assert featurized.column("path").to_pylist() == ["file:/in/a.png", "file:/in/d.jpg"]
+    assert all(len(f) == FEATURE_SIZE for f in featurized.column("features").to_pylist())
+    assert set(errors) == {"file:/in/b.png", "file:/in/c.png"}
+    assert "empty file" in errors["file:/in/c.png"]
+
+
+def test_a_task_reported_twice_counts_once():
+    param = UnreadableImages()
+    merged = param.zero({})
+    for report in ({"a.jpg": "bad"}, {"b.jpg": "bad"}, {"a.jpg": "bad"}):  # a task re-run
+        merged = param.addInPlace(merged, dict(report))
+    assert merged == {"a.jpg": "bad", "b.jpg": "bad"}
+
+
+def test_paths_are_compared_only_when_the_counts_differ():
+    def paths_read() -> set[str]:
+        raise AssertionError("the paths were read although every listed file gave a row")
+
+    assert empty_files(["a", "b"], 2, paths_read) == []
+    assert empty_files(["a", "b", "c"], 2, lambda: {"a", "c"}) == ["b"]

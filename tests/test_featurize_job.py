@@ -154,6 +154,23 @@ def test_manifest_counts_and_weights_are_exact(run, pretrained_weights):
     assert {"spark", "tensorflow", "python"} <= set(manifest["versions"])
 
 
+def test_features_are_written_zstd_without_a_dictionary(run):
+    """The writer options reach Parquet: a misspelt option key would be ignored silently."""
+    import pyarrow.parquet as pq
+
+    root, _, _ = run
+    (part, *_) = sorted((root / "out" / "features").glob("part-*.parquet"))
+    metadata = pq.ParquetFile(part).metadata
+    columns = {
+        metadata.row_group(0).column(i).path_in_schema: metadata.row_group(0).column(i)
+        for i in range(metadata.num_columns)
+    }
+    features = columns["features.list.element"]
+    assert features.compression == "ZSTD"
+    assert not [e for e in features.encodings if "DICTIONARY" in e]
+    assert [e for e in columns["label"].encodings if "DICTIONARY" in e]  # others keep theirs
+
+
 def test_workers_never_load_weights_themselves(run):
     """The guard was armed in the Python workers and nothing tried to load weights there."""
     _, _, guard_log = run
