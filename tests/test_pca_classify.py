@@ -101,6 +101,40 @@ def test_pca_writes_vectors_model_report_and_plots(spark, tmp_path):
     )
 
 
+def test_standardize_gives_the_pca_of_the_correlation_matrix(spark, tmp_path):
+    """With --standardize a feature measured in huge units no longer takes the first component:
+    the result is numpy's PCA of the standardised rows, and the saved model scales new rows too."""
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(1)
+    rows = rng.normal(0, 1, (200, 6)) @ rng.normal(0, 1, (6, 6))  # correlated features
+    rows[:, 0] *= 1000.0
+    records = [(f"s3://lake/in/c/{i}.jpg", "c", "", r.tolist()) for i, r in enumerate(rows)]
+    schema = "path string, label string, split string, features array<float>"
+    spark.createDataFrame(records, schema).write.parquet(str(tmp_path / "features"))
+    matrix = rows.astype(np.float32).astype(np.float64)  # what the job reads back
+
+    for standardize in ("--no-standardize", "--standardize"):
+        output = tmp_path / standardize.strip("-")
+        argv = ["--input", str(tmp_path / "features"), "--output", str(output), "--k", "3"]
+        pca.main([*argv, standardize])
+    plain = json.loads((tmp_path / "no-standardize" / "report.json").read_text())
+    scaled = json.loads((tmp_path / "standardize" / "report.json").read_text())
+
+    assert plain["standardize"] is False and scaled["standardize"] is True
+    assert plain["explained_variance"][0] > 0.99  # the huge feature alone
+    standardised = (matrix - matrix.mean(axis=0)) / matrix.std(axis=0, ddof=1)
+    _, singular, components = np.linalg.svd(standardised, full_matrices=False)
+    np.testing.assert_allclose(
+        scaled["explained_variance"], singular**2 / (singular**2).sum(), rtol=1e-4, atol=1e-6
+    )
+    vectors = pq.read_table(tmp_path / "standardize" / "vectors").to_pandas()
+    order = np.argsort([int(p.rsplit("/", 1)[1].split(".")[0]) for p in vectors["path"]])
+    ours = np.stack(vectors["pca_features"])[order].astype(np.float64)
+    reference = standardised @ components[:3].T
+    np.testing.assert_allclose(np.abs(ours), np.abs(reference), atol=1e-3 * np.abs(reference).max())
+
+
 def test_pca_refuses_k_above_the_rows(spark, tmp_path):
     synthetic_features(spark, tmp_path / "features", rows_per_class=5)
     with pytest.raises(SystemExit, match="exceeds the number of rows"):
