@@ -165,14 +165,15 @@ def _featurize_module():
 
 
 def _featurize_shard(shard: tuple[list[str], str]) -> int:
-    """The workers' own batch function over 64-image Arrow batches, as Spark would feed it."""
+    """The workers' own batch function over Arrow batches of the job's size, as Spark feeds it."""
     import pyarrow as pa
 
     featurize = _featurize_module()
     files, model_file = shard
     backbone = featurize.make_backbone(Path(model_file).read_bytes(), "tflite", 224)
-    for start in range(0, len(files), 64):
-        chunk = files[start : start + 64]
+    rows = featurize.ARROW_BATCH_ROWS
+    for start in range(0, len(files), rows):
+        chunk = files[start : start + rows]
         contents = [Path(name).read_bytes() for name in chunk]
         batch = pa.RecordBatch.from_pydict({"path": chunk, "content": contents})
         featurize.featurize_batch(batch, backbone, 224)

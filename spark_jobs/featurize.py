@@ -52,6 +52,8 @@ SPLIT_FOLDERS = ("Training", "Test")
 MAX_IMAGE_PIXELS = 40_000_000
 # Images per call of the Keras engine: small enough to stay in cache.
 KERAS_MICRO_BATCH = 16
+# Rows per Arrow batch handed to a Python worker.
+ARROW_BATCH_ROWS = 64
 
 # What featurize_batch returns for each image (its features or an error), and the part of it the
 # workers give Spark: the featurized images (the others reach the driver via UnreadableImages).
@@ -572,7 +574,7 @@ def configure_for_images(spark: SparkSession) -> None:
         spark.conf.set("spark.sql.sources.parallelPartitionDiscovery.threshold", str(2**31 - 1))
     spark.conf.set("spark.sql.files.openCostInBytes", str(8 * 1024))
     spark.conf.set("spark.sql.files.minPartitionNum", str(4 * cores))
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "64")
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
 
 
 def main(argv: list[str] | None = None) -> None:
