@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from benchmarks import REPO, add_data_arguments
 from benchmarks.keras_reference import cosine_rows, keras_features
+from fruits.local_platform import LOCAL_SPARK_OPTIONS
 
 REFERENCE_SAMPLE = 256
 
@@ -85,7 +86,7 @@ def _is_python_worker(process: psutil.Process) -> bool:
 
 def spark_submit(script: Path, args: list[str], cores: int, conf: dict[str, str]) -> tuple:
     command = [str(Path(sys.executable).with_name("spark-submit")), "--master", f"local[{cores}]"]
-    command += ["--driver-memory", "4g", "--conf", "spark.ui.enabled=false"]
+    command += [*LOCAL_SPARK_OPTIONS, "--conf", "spark.ui.enabled=false"]  # as the DAG runs jobs
     for key, value in conf.items():
         command += ["--conf", f"{key}={value}"]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}

@@ -4,6 +4,8 @@ unreadable becomes an error row."""
 import io
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -16,6 +18,7 @@ from featurize import (
     empty_files,
     featurize_batch,
     path_as_spark_shows_it,
+    quarantine_parquet,
     split_errors,
 )
 
@@ -208,5 +211,19 @@ def test_paths_are_compared_only_when_the_counts_differ():
     def paths_read() -> set[str]:
         raise AssertionError("the paths were read although every listed file gave a row")
 
-    assert empty_files(["a", "b"], 2, paths_read) == []
-    assert empty_files(["a", "b", "c"], 2, lambda: {"a", "c"}) == ["b"]
+    assert empty_files(["file:///in/a.jpg", "file:///in/b.jpg"], 2, paths_read) == []
+    listed = ["file:///in/a.jpg", "file:///in/zero%20bytes.jpg", "file:///in/c.jpg"]
+    read = {"file:/in/a.jpg", "file:/in/c.jpg"}
+    assert empty_files(listed, 2, lambda: read) == ["file:/in/zero bytes.jpg"]
+
+
+def test_the_quarantine_file_has_every_error_sorted_by_path():
+    unreadable = {"file:/in/b.jpg": "ValueError: empty file", "file:/in/a.png": "OSError: x"}
+    table = pq.read_table(pa.BufferReader(quarantine_parquet(unreadable)))
+    assert table.schema.names == ["path", "error"]
+    assert table.to_pylist() == [
+        {"path": "file:/in/a.png", "error": "OSError: x"},
+        {"path": "file:/in/b.jpg", "error": "ValueError: empty file"},
+    ]
+    empty = pq.read_table(pa.BufferReader(quarantine_parquet({})))
+    assert empty.num_rows == 0 and empty.schema.names == ["path", "error"]

@@ -22,6 +22,9 @@ from fruits.spark_steps import SparkJob
 
 log = logging.getLogger(__name__)
 HADOOP_SIDE_FILES = (".crc",)  # checksums Hadoop's local filesystem writes next to each file
+# At INFO, Spark logs a line per file it reads, one per image: lines the task log drops anyway,
+# which cost the featurize job 3% of its time.
+LOCAL_SPARK_OPTIONS = ("--driver-memory", "4g", "--conf", "spark.log.level=WARN")
 
 
 def run_job(job: SparkJob, code_uri: str, s3_hook, scratch_root: str | None = None) -> None:
@@ -46,7 +49,7 @@ def run_job(job: SparkJob, code_uri: str, s3_hook, scratch_root: str | None = No
             options=job.options,
             caches={flag: str(path) for flag, path in local_caches.items()},
         )
-        command = staged.spark_submit(str(code), "--master", "local[*]", "--driver-memory", "4g")
+        command = staged.spark_submit(str(code), "--master", "local[*]", *LOCAL_SPARK_OPTIONS)
         spark_submit(command, log.info, job.name)
         for flag, uri in job.outputs.items():
             upload_replacing(s3_hook, local_outputs[flag], uri)
