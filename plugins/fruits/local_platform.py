@@ -70,7 +70,7 @@ def spark_submit(command: list[str], echo: Callable[[str], None], name: str) -> 
     tail: list[str] = []
     for line in process.stdout:
         line = line.rstrip()
-        if " INFO " not in line:  # Spark's INFO chatter would drown the job's own messages
+        if " INFO " not in line:  # the few INFO lines Spark logs before WARN applies
             echo(line)
         tail = (tail + [line])[-40:]
     if process.wait() != 0:
