@@ -473,7 +473,6 @@ FEATURES_PARQUET_OPTIONS = {
 }
 
 EMPTY_FILE_ERROR = "ValueError: empty file"
-FEATURES_DDL = "path string, label string, split string, features array<float>"
 QUARANTINE_SCHEMA = pa.schema([("path", pa.string()), ("error", pa.string())])
 
 
@@ -625,7 +624,7 @@ def main(argv: list[str] | None = None) -> None:
     features = featurize(images, broadcast, args.engine, args.image_size, unreadable)
     features.write.mode("overwrite").options(**FEATURES_PARQUET_OPTIONS).parquet(args.output)
 
-    written = spark.read.schema(FEATURES_DDL).parquet(args.output)  # known schema: none inferred
+    written = spark.read.schema(features.schema).parquet(args.output)  # no job to infer it
     featurized = written.count()  # from the Parquet footers
     quarantine = dict(unreadable.value)
     empty = empty_files(
