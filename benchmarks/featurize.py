@@ -1,16 +1,20 @@
 """Featurization throughput: the seed notebook's pattern vs spark_jobs/featurize.py, same run.
 
     python -m benchmarks.featurize [--images DIR] [--copies 3] [--weights FILE] [--cores 2]
+        [--rounds 3]
 
 Both jobs featurize the same real photos (the shared Fruits-360 sample, 4,560 images, read
 `--copies` times from as many folders) with the same pretrained weights in Spark `local[N]`, each
-in its own spark-submit. Ours runs twice: cold (the weights converted to TFLite in the run) and
-warm (the converted model taken from `--model-cache`, as nightly runs do). Printed: images/s of
-each (from Spark session start to Parquet written, model loading included), the ratio to the
-baseline, the peak memory of the Python workers (sampled), and how close the outputs are, to each
-other and to a plain Keras reference on a sample of the images. For scale, the same decoding and
-the same TFLite model also run in `--cores` plain Python processes without Spark: the most any
-Spark job doing this work could reach on this machine.
+in its own spark-submit with the local platform's options. Ours runs cold once (the weights
+converted to TFLite in the run), then warm (the converted model taken from the model cache, as
+nightly runs do). For scale, the same decoding and the same TFLite model also run in `--cores`
+plain Python processes without Spark: the most any Spark job doing this work could reach on this
+machine. This machine's speed drifts by up to 25% within minutes, so the baseline, ours warm and
+the model alone run side by side in `--rounds` interleaved rounds, and the medians are compared.
+Printed: images/s of each (from Spark session start to Parquet written, model loading included),
+every round's own ratio, the ratio of the medians to the baseline, the peak memory of the Python
+workers (sampled), and how close the outputs are, to each other and to a plain Keras reference
+on a sample of the images.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -202,19 +206,40 @@ def main(argv: list[str] | None = None) -> None:
     add_data_arguments(parser)
     parser.add_argument("--copies", type=int, default=3, help="read the images this many times")
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians shown)")
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.rounds % 2 == 0:
+        parser.error("--rounds must be odd, so that each median is one of the runs")
 
     with tempfile.TemporaryDirectory(prefix="bench-featurize-") as scratch:
         images = replicate(args.images, Path(scratch, "images"), args.copies)
         cache = Path(scratch, "model-cache")
-        runs = [
-            run_baseline(images, Path(scratch, "baseline"), args.weights, args.cores),
-            run_ours(images, Path(scratch, "cold"), args.weights, args.cores, cache, "ours, cold"),
-            run_ours(images, Path(scratch, "ours"), args.weights, args.cores, cache, "ours, warm"),
+        cold = run_ours(
+            images, Path(scratch, "cold"), args.weights, args.cores, cache, "ours, cold"
+        )
+        # The machine's speed drifts, so the jobs compared run side by side, several times.
+        rounds = [
+            (
+                run_baseline(images, Path(scratch, "baseline"), args.weights, args.cores),
+                run_ours(
+                    images, Path(scratch, "ours"), args.weights, args.cores, cache, "ours, warm"
+                ),
+                run_model_alone(images, cache, args.cores),
+            )
+            for _ in range(args.rounds)
         ]
-        model_alone = run_model_alone(images, cache, args.cores)
         distances = compare_outputs(Path(scratch, "baseline"), Path(scratch, "ours"), args.weights)
-    print_report(runs, model_alone, distances, args.cores)
+    print_report(cold, rounds, distances, args.cores)
+
+
+def median_run(runs: list[JobRun]) -> JobRun:
+    """The run of median speed, with the highest memory seen in any of them."""
+    middle = sorted(runs, key=lambda run: run.images_per_second)[len(runs) // 2]
+    return replace(
+        middle,
+        peak_worker_rss_mb=max(run.peak_worker_rss_mb for run in runs),
+        peak_workers_total_mb=max(run.peak_workers_total_mb for run in runs),
+    )
 
 
 def compare_outputs(baseline_output: Path, our_output: Path, weights: Path) -> dict[str, float]:
@@ -225,16 +250,15 @@ def compare_outputs(baseline_output: Path, our_output: Path, weights: Path) -> d
     versus_baseline = cosine_rows(
         np.stack([ours[p] for p in paths]), np.stack([baseline[p] for p in paths])
     )
-    sample = [
-        paths[i]
-        for i in np.random.default_rng(0).choice(len(paths), REFERENCE_SAMPLE, replace=False)
-    ]
+    size = min(REFERENCE_SAMPLE, len(paths))
+    sample = [paths[i] for i in np.random.default_rng(0).choice(len(paths), size, replace=False)]
     reference = keras_features([Path(p.removeprefix("file:")) for p in sample], weights)
     versus_keras = cosine_rows(np.stack([ours[p] for p in sample]), reference)
     return {
         "images": len(paths),
         "max_distance_to_baseline": float(1 - versus_baseline.min()),
         "min_cosine_to_keras": float(versus_keras.min()),
+        "keras_sample": size,
     }
 
 
@@ -248,32 +272,45 @@ def cpu_model() -> str:
 
 
 def print_report(
-    runs: list[JobRun], model_alone: JobRun, distances: dict[str, float], cores: int
+    cold: JobRun, rounds: list[tuple[JobRun, JobRun, JobRun]], distances: dict, cores: int
 ) -> None:
     compute_limit = 600 * cores / 2  # MobileNetV2 FP32 on this CPU (0.6 GFLOP/image), per issue
+    baseline, warm, model_alone = (median_run(list(runs)) for runs in zip(*rounds))
     print(f"\nFeaturization benchmark — {distances['images']} real images, Spark local[{cores}]")
     print(
         f"machine: {cpu_model()}, {os.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
     )
+    print(f"median of {len(rounds)} interleaved rounds (ours, cold: once, first)")
     print(
         f"{'job':32} {'seconds':>8} {'images/s':>9} {'peak worker MB':>15} {'all workers MB':>15}"
     )
-    for run in runs:
+    for run in (baseline, cold, warm):
         print(
             f"{run.name:32} {run.seconds:8.1f} {run.images_per_second:9.1f} "
             f"{run.peak_worker_rss_mb:15.0f} {run.peak_workers_total_mb:15.0f}"
         )
     print(f"{model_alone.name:32} {model_alone.seconds:8.1f} {model_alone.images_per_second:9.1f}")
-    for run in runs[1:]:
+    for number, (round_baseline, round_warm, round_alone) in enumerate(rounds, 1):
+        ratio = round_warm.images_per_second / round_baseline.images_per_second
         print(
-            f"{run.name}: {run.images_per_second / runs[0].images_per_second:.2f}x the baseline, "
+            f"round {number}: baseline {round_baseline.images_per_second:.1f}, ours warm "
+            f"{round_warm.images_per_second:.1f} ({ratio:.2f}x), "
+            f"model alone {round_alone.images_per_second:.1f} images/s"
+        )
+    print(
+        f"{model_alone.name}: {model_alone.images_per_second / baseline.images_per_second:.2f}x "
+        "the baseline, the most a Spark job doing this work could reach on this machine"
+    )
+    for run in (cold, warm):
+        print(
+            f"{run.name}: {run.images_per_second / baseline.images_per_second:.2f}x the baseline, "
             f"{run.images_per_second / model_alone.images_per_second:.0%} of the model alone, "
             f"{run.images_per_second / compute_limit:.0%} of the FP32 compute limit"
         )
     print(f"max cosine distance ours vs baseline: {distances['max_distance_to_baseline']:.2e}")
     print(
-        f"min cosine ours vs plain Keras ({REFERENCE_SAMPLE} images): "
+        f"min cosine ours vs plain Keras ({distances['keras_sample']} images): "
         f"{distances['min_cosine_to_keras']:.6f}"
     )
 
