@@ -88,11 +88,9 @@ def _is_python_worker(process: psutil.Process) -> bool:
         return False
 
 
-def spark_submit(script: Path, args: list[str], cores: int, conf: dict[str, str]) -> tuple:
+def spark_submit(script: Path, args: list[str], cores: int) -> tuple:
     command = [str(Path(sys.executable).with_name("spark-submit")), "--master", f"local[{cores}]"]
     command += [*LOCAL_SPARK_OPTIONS, "--conf", "spark.ui.enabled=false"]  # as the DAG runs jobs
-    for key, value in conf.items():
-        command += ["--conf", f"{key}={value}"]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     process = subprocess.Popen(
@@ -117,7 +115,6 @@ def run_baseline(images: Path, output: Path, weights: Path, cores: int) -> JobRu
         REPO / "benchmarks" / "notebook_baseline.py",
         [str(images), str(output), str(weights)],
         cores,
-        {},
     )
     seconds = float(stdout.split("BASELINE_SECONDS")[1].split()[0])
     count = pq.read_table(output, columns=["path"]).num_rows
@@ -132,7 +129,6 @@ def run_ours(
         ["--input", str(images), "--output", str(output), "--weights", str(weights)]
         + ["--model-cache", str(model_cache)],
         cores,
-        {},
     )
     manifest = json.loads((output / "_manifest.json").read_text())
     return JobRun(
