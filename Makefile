@@ -40,7 +40,8 @@ run: venv
 	$(BIN)/python -m localdev.run_pipeline $(ARGS)
 
 featurize: venv
-	$(BIN)/spark-submit --master 'local[*]' --driver-memory 4g spark_jobs/featurize.py \
+	$(BIN)/spark-submit --master 'local[*]' --driver-memory 4g \
+		--conf spark.log.level=WARN spark_jobs/featurize.py \
 		--input $(INPUT) --output $(OUTPUT) --weights $(WEIGHTS)
 
 bench: venv
