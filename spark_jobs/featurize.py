@@ -172,7 +172,16 @@ def load_weights_on_driver(
     sha256 = hashlib.sha256(data).hexdigest()
     cached = model_cache_uri(model_cache, sha256, image_size) if engine == "tflite" else None
     if cached and storage.exists(cached):
-        return LoadedWeights(weights, sha256, storage.read(cached), engine, cached)
+        model_bytes = storage.read(cached)
+        problem = tflite_model_problem(model_bytes)
+        if problem is None:
+            return LoadedWeights(weights, sha256, model_bytes, engine, cached)
+        # Unchecked, a damaged file would fail every task of this run and of every later one.
+        print(
+            f"featurize: the cached model {cached} is unusable ({problem}); "
+            "converting the weights again and replacing it",
+            file=sys.stderr,
+        )
 
     model = build_keras_backbone(image_size)
     with tempfile.TemporaryDirectory() as scratch:
@@ -184,6 +193,17 @@ def load_weights_on_driver(
     if cached:
         storage.write(cached, model_bytes)
     return LoadedWeights(weights, sha256, model_bytes, engine, "weights")
+
+
+def tflite_model_problem(model_bytes: bytes) -> str | None:
+    """Why LiteRT cannot load this flatbuffer (a truncated write, say), or None if it can."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        Interpreter(model_content=model_bytes).allocate_tensors()
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def model_cache_uri(model_cache: str | None, weights_sha256: str, image_size: int) -> str | None:

@@ -105,6 +105,25 @@ def test_the_model_cache_converts_each_weights_version_once(
         np.testing.assert_allclose(warm_row["features"], cold_row["features"], rtol=1e-4, atol=1e-9)
 
 
+def test_a_damaged_cached_model_is_converted_again(
+    spark, tmp_path, sample_dir, random_weights, capsys
+):
+    images = photos(sample_dir, tmp_path / "in", "Test", 3)
+    cache = tmp_path / "model-cache"
+    run(images, tmp_path / "cold", random_weights, "--model-cache", str(cache))
+    (cached,) = cache.glob("*.tflite")
+    cached.write_bytes(cached.read_bytes()[:1000])  # as a write cut short would leave it
+
+    repaired = run(images, tmp_path / "repaired", random_weights, "--model-cache", str(cache))
+    assert repaired["model"]["compiled_from"] == "weights"
+    assert repaired["counts"] == {"read": 3, "featurized": 3, "quarantined": 0}
+    warning = capsys.readouterr().err
+    assert cached.name in warning and "not a valid Flatbuffer" in warning
+
+    warm = run(images, tmp_path / "warm", random_weights, "--model-cache", str(cache))
+    assert warm["model"]["compiled_from"].endswith(cached.name)  # the cache is whole again
+
+
 def test_an_empty_input_fails_with_a_clear_message(spark, tmp_path, random_weights):
     (tmp_path / "empty" / "Training").mkdir(parents=True)
     (tmp_path / "empty" / "Training" / "notes.txt").write_text("no photos here")
