@@ -1,5 +1,8 @@
 """Invalid configuration fails before anything is created, naming the setting."""
 
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from fruits.config import ConfigError, Deployment, RunConfig, parse_variable
@@ -64,6 +67,14 @@ def test_deployment_settings_are_checked():
         Deployment.from_env({"FRUITS_DEFAULT_PLATFORM": "gcp"})
     assert Deployment.from_env({"FRUITS_S3_VERIFY": "/etc/ca.pem"}).s3_verify == "/etc/ca.pem"
     assert Deployment.from_env({}).s3_verify is True
+
+
+def test_the_local_scratch_folder_outlives_a_run_by_default():
+    # It keeps the converted-model cache: a fresh temporary folder would convert on every run.
+    default = Deployment.from_env({}).scratch_dir
+    assert default == Deployment.from_env({}).scratch_dir
+    assert Path(default).parent == Path(tempfile.gettempdir())
+    assert Deployment.from_env({"FRUITS_SCRATCH_DIR": "/data/x"}).scratch_dir == "/data/x"
 
 
 def test_a_missing_connection_is_named(monkeypatch, pipeline_dag):

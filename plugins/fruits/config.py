@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date
 from typing import Any
@@ -47,7 +48,9 @@ class Deployment:
     poll_interval_s: int = 60
     deferrable: bool = True
     retry_delay_s: int = 60
-    scratch_dir: str | None = None  # local platform's staging area (default: system temp)
+    # The local platform's staging area. It also keeps the converted-model cache from one run to
+    # the next, so the default is a fixed folder, not a fresh temporary one.
+    scratch_dir: str = os.path.join(tempfile.gettempdir(), "fruits-scratch")
     s3_asset_uri: str = "s3://fruits-lake/runs"
     azure_asset_uri: str = "wasbs://fruits@fruitsdata.blob.core.windows.net/fruits"
 
@@ -65,7 +68,7 @@ class Deployment:
             poll_interval_s=int(env.get("FRUITS_POLL_INTERVAL_S", cls.poll_interval_s)),
             deferrable=env.get("FRUITS_DEFERRABLE", "true").lower() == "true",
             retry_delay_s=int(env.get("FRUITS_RETRY_DELAY_S", cls.retry_delay_s)),
-            scratch_dir=env.get("FRUITS_SCRATCH_DIR") or None,
+            scratch_dir=env.get("FRUITS_SCRATCH_DIR") or cls.scratch_dir,
             s3_asset_uri=env.get("FRUITS_S3_ASSET_URI", cls.s3_asset_uri),
             azure_asset_uri=env.get("FRUITS_AZURE_ASSET_URI", cls.azure_asset_uri),
         )
