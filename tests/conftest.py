@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -25,6 +26,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(REPO / "spark_jobs"), str(REPO / "plugins"), os.environ.get("PYTHONPATH", "")]
 ).rstrip(os.pathsep)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# py4j logs an INFO line from a destructor at interpreter exit, after the log streams are closed:
+# a "--- Logging error ---" traceback at the end of every run otherwise.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 # Airflow reads its configuration when first imported: a private home with a SQLite database,
 # this repository's dags/, no examples; EMR sensors poll every second in tests.
