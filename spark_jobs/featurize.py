@@ -161,7 +161,8 @@ def load_weights_on_driver(
     a `.weights.h5` file (file:, s3://, dbfs:, ...). Fails loudly, never falls back to other
     weights. Converting to TFLite costs ~10 s of driver time; with `model_cache` the flatbuffer
     is kept under a name made of the weights' sha256, the image size and the TensorFlow version,
-    so each weights version is converted once, not every night.
+    so each weights version is converted once, not every night; a cached model that does not
+    load is converted again and replaced.
     """
     if weights == "imagenet":
         model = _keras_imagenet_backbone(image_size)
@@ -201,7 +202,7 @@ def tflite_model_problem(model_bytes: bytes) -> str | None:
 
     try:
         Interpreter(model_content=model_bytes).allocate_tensors()
-    except ValueError as error:
+    except (ValueError, RuntimeError) as error:  # unparsable / parsed but not runnable
         return str(error)
     return None
 
