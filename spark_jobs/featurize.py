@@ -174,7 +174,7 @@ def load_weights_on_driver(
     cached = model_cache_uri(model_cache, sha256, image_size) if engine == "tflite" else None
     if cached and storage.exists(cached):
         model_bytes = storage.read(cached)
-        problem = tflite_model_problem(model_bytes)
+        problem = tflite_model_problem(model_bytes, image_size)
         if problem is None:
             return LoadedWeights(weights, sha256, model_bytes, engine, cached)
         # Unchecked, a damaged file would fail every task of this run and of every later one.
@@ -196,12 +196,10 @@ def load_weights_on_driver(
     return LoadedWeights(weights, sha256, model_bytes, engine, "weights")
 
 
-def tflite_model_problem(model_bytes: bytes) -> str | None:
-    """Why LiteRT cannot load this flatbuffer (a truncated write, say), or None if it can."""
-    from ai_edge_litert.interpreter import Interpreter
-
+def tflite_model_problem(model_bytes: bytes, image_size: int) -> str | None:
+    """Why the workers could not load this flatbuffer (a truncated write, say), or None."""
     try:
-        Interpreter(model_content=model_bytes).allocate_tensors()
+        TFLiteBackbone(model_bytes, image_size)  # as each worker builds it
     except (ValueError, RuntimeError) as error:  # unparsable / parsed but not runnable
         return str(error)
     return None
