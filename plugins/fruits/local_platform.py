@@ -27,9 +27,8 @@ HADOOP_SIDE_FILES = (".crc",)  # checksums Hadoop's local filesystem writes next
 LOCAL_SPARK_OPTIONS = ("--driver-memory", "4g", "--conf", "spark.log.level=WARN")
 
 
-def run_job(job: SparkJob, code_uri: str, s3_hook, scratch_root: str | None = None) -> None:
-    if scratch_root:
-        Path(scratch_root).mkdir(parents=True, exist_ok=True)
+def run_job(job: SparkJob, code_uri: str, s3_hook, scratch_root: str) -> None:
+    Path(scratch_root).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"fruits-{job.name}-", dir=scratch_root) as scratch:
         root = Path(scratch)
         code = download(s3_hook, code_uri, root / "code")
@@ -39,9 +38,7 @@ def run_job(job: SparkJob, code_uri: str, s3_hook, scratch_root: str | None = No
         }
         local_outputs = {flag: root / "out" / flag.strip("-") for flag in job.outputs}
         # Caches stay on this machine, beside the scratch folders, from one run to the next.
-        local_caches = {
-            flag: Path(scratch_root or root, "caches", flag.strip("-")) for flag in job.caches
-        }
+        local_caches = {flag: Path(scratch_root, "caches", flag.strip("-")) for flag in job.caches}
         staged = SparkJob(
             job.name,
             inputs={flag: str(path) for flag, path in local_inputs.items()},
