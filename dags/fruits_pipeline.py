@@ -1,15 +1,18 @@
 """
 ### Fruits! nightly features
 
-Turns the fruit photos landed in S3 into MobileNetV2 features, reduces them with PCA, scores a
-classifier on them, and publishes the run's outputs to Azure Blob Storage.
+Each night D featurizes the photos the app landed under `landing/D/` (and only those) into the
+lake's partition `features/ingest_date=D/`, refits PCA and the classifier over every night up to
+D, and publishes the night's outputs to Azure Blob Storage.
 
 1. **resolve_config**: run form + Variable `fruits_config` + deployment, validated: a bad setting
    fails here, before any cluster exists, with a message naming it.
-2. **clear_run_folder** empties `runs/<date>/`, so nothing a failed run left can be exported.
-   **upload_spark_jobs**: `spark_jobs/` to `s3://<lake>/code/<content hash>/` (skipped if there),
-   so each run names the exact code it ran. **check_weights**: the pinned weights artifact is in
-   S3 with the pinned sha256.
+   **find_new_photos**: no photo under `landing/D/`: the run succeeds here and says so; nothing
+   is started or published.
+2. **clear_night_outputs** empties `runs/D/` and the night's PCA statistics, so nothing a failed
+   or earlier run of D left can be exported or reused. **upload_spark_jobs**: `spark_jobs/` to
+   `s3://<lake>/code/<content hash>/` (skipped if there), so each run names the exact code it
+   ran. **check_weights**: the pinned weights artifact is in S3 with the pinned sha256.
 3. **choose_platform** (from the run form):
    - `emr`: create the cluster, then featurize -> pca -> classify as EMR steps, each watched by a
      sensor; the cluster is terminated by a *teardown* task whatever happens (a teardown runs
@@ -18,17 +21,18 @@ classifier on them, and publishes the run's outputs to Azure Blob Storage.
    - `local`: the same spark-submit commands in Spark local mode, inputs staged from S3.
    - `databricks`: one Databricks run of the same three jobs on a job cluster (released when the
      run ends; a teardown cancels a run Airflow stopped watching).
-4. **copy_to_azure** (the Azure provider's `S3ToAzureBlobStorageOperator`) copies
-   `s3://<lake>/runs/<date>/` to `<container>/<prefix>/<date>/<run id>/`;
-   **verify_and_publish** checks every object (name, size, MD5), then points
-   `<prefix>/<date>/LATEST.json` at the copy and removes older copies of that date.
+4. **copy_to_azure** (the Azure provider's `S3ToAzureBlobStorageOperator`, one mapped copy per
+   folder) copies the night's `features/` and `quarantine/` partitions and `runs/D/{pca,classify}/`
+   to `<container>/<prefix>/D/<run id>/`; **verify_and_publish** checks every object (name, size,
+   MD5), then points `<prefix>/D/LATEST.json` at the copy and removes older copies of that date.
 
-Outputs: `runs/<date>/{features,quarantine,pca,classify}/` in the lake, so re-running a date
-replaces that date and nothing else. Credentials come only from the Airflow connections.
+A re-run or a backfill of D replaces D's partitions and `runs/D/` and nothing else. Credentials
+come only from the Airflow connections.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import suppress
 from datetime import datetime, timedelta
@@ -66,6 +70,7 @@ from fruits import databricks, emr, lake, local_platform
 from fruits.config import PLATFORMS, ConfigError, Deployment, RunConfig, parse_variable
 from fruits.spark_steps import JOB_ORDER, SparkJob, pipeline_jobs
 
+log = logging.getLogger(__name__)
 DEPLOYMENT = Deployment.from_env()
 SPARK_JOBS_DIR = Path(
     os.environ.get("FRUITS_SPARK_JOBS_DIR", Path(__file__).resolve().parents[1] / "spark_jobs")
@@ -129,12 +134,13 @@ WRITTEN_IN_S3 = Asset(name="fruits_features_s3", uri=DEPLOYMENT.s3_asset_uri)
 )
 def fruits_pipeline():
     plan = resolve_config()
+    photos = find_new_photos(plan["config"])  # none: the night succeeds here, nothing published
     code_uri = upload_spark_jobs(plan["config"])
     weights = check_weights(plan["config"])
     jobs = plan_spark_jobs(plan["config"])
-    cleared = clear_run_folder(plan["config"])
+    cleared = clear_night_outputs(plan["config"])
     platform = choose_platform(plan["config"])
-    chain([code_uri, weights, jobs, cleared], platform)
+    chain(photos, [code_uri, weights, jobs, cleared], platform)
 
     # --- platform emr: a cluster for this run, a step and a sensor per job, always terminated --
     job_flow = emr_job_flow(plan["config"], code_uri)
@@ -200,21 +206,17 @@ def fruits_pipeline():
     release = release_databricks_run().as_teardown(setups=define_job)
     chain(platform, databricks_job, define_job, run_on_databricks, release)
 
-    # --- publish: copy, verify, point LATEST.json at it ------------------------------------------
-    copy_to_azure = S3ToAzureBlobStorageOperator(
+    # --- publish: copy the night's partitions and models, verify, point LATEST.json at it --------
+    copy_to_azure = S3ToAzureBlobStorageOperator.partial(
         task_id="copy_to_azure",
         aws_conn_id=DEPLOYMENT.aws_conn_id,
         wasb_conn_id=DEPLOYMENT.wasb_conn_id,
-        s3_bucket=plan["lake_bucket"],
-        s3_prefix=plan["run_prefix"],  # no trailing slash: the operator adds it
-        container_name=plan["container"],
-        blob_prefix=plan["blob_prefix"],
         create_container=True,
         replace=True,  # the target folder is this run's own, emptied before each try
         s3_verify=DEPLOYMENT.s3_verify,
         pre_execute=empty_export_folder,
         trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
-    )
+    ).expand_kwargs(plan["copies"])  # one copy per source prefix (lake.export_copies)
     chain(
         [emr_path[-1], local_path[-1], run_on_databricks],
         copy_to_azure,
@@ -233,13 +235,9 @@ def resolve_config(params=None, ds=None, run_id=None) -> dict:
         check_connections_exist(*connections_needed(config.platform))
     except ConfigError as error:
         raise AirflowFailException(f"invalid configuration: {error}") from None
-    target = export_target(config, run_id)
     return {
         "config": config.to_dict(),
-        "lake_bucket": config.lake_bucket,
-        "run_prefix": config.run_prefix,
-        "container": config.azure_container,
-        "blob_prefix": target.blob_prefix,
+        "copies": lake.export_copies(export_sources(config), export_target(config, run_id)),
     }
 
 
@@ -280,13 +278,30 @@ def plan_spark_jobs(config: dict) -> dict:
     return {job.name: job.to_dict() for job in pipeline_jobs(RunConfig.from_dict(config))}
 
 
-@task
-def clear_run_folder(config: dict) -> int:
-    """Empty runs/<date>/ first: whatever a failed or older run left there, this run's outputs
-    are all that the export will find (the published copy in Azure stays until replaced)."""
+@task.short_circuit
+def find_new_photos(config: dict) -> int:
+    """How many photos the night has. None: the night succeeds here, says so, and publishes
+    nothing (every later task is skipped, so no cluster is made and no copy is duplicated)."""
     run = RunConfig.from_dict(config)
     s3 = S3Hook(aws_conn_id=run.aws_conn_id, verify=DEPLOYMENT.s3_verify)
-    return lake.clear_prefix(s3, run.lake_bucket, run.run_prefix)
+    photos = lake.count_photos(s3, run.lake_bucket, run.input_prefix_of_night)
+    if not photos:
+        log.info("No new photos under %s/: nothing to do for %s.", run.input_uri, run.run_date)
+    else:
+        log.info("%d new photo(s) under %s/ for %s.", photos, run.input_uri, run.run_date)
+    return photos
+
+
+@task
+def clear_night_outputs(config: dict) -> int:
+    """Empty runs/<date>/ and the night's PCA statistics first: whatever a failed or older run of
+    the date left there, this run's outputs are all the export will find, and no later night
+    reuses statistics of features this run replaces. (Featurize replaces its own partitions; the
+    published copy in Azure stays until the new one is verified.)"""
+    run = RunConfig.from_dict(config)
+    s3 = S3Hook(aws_conn_id=run.aws_conn_id, verify=DEPLOYMENT.s3_verify)
+    prefixes = (run.run_prefix, run.partition_prefix(run.moments_prefix))
+    return sum(lake.clear_prefix(s3, run.lake_bucket, prefix) for prefix in prefixes)
 
 
 @task.branch
@@ -344,11 +359,11 @@ def run_locally(job: dict, code_uri: str) -> None:
 
 
 def empty_export_folder(context) -> None:
-    """Before each try of the copy: its folder must be empty (the provider never overwrites)."""
+    """Before each try of a copy: its folder must be empty (the provider never overwrites)."""
     copy = context["task"]
     with suppress(ResourceNotFoundError):  # no container yet: nothing to empty
         WasbHook(wasb_conn_id=DEPLOYMENT.wasb_conn_id).delete_file(
-            copy.container_name, copy.blob_prefix, is_prefix=True, ignore_if_missing=True
+            copy.container_name, copy.blob_prefix + "/", is_prefix=True, ignore_if_missing=True
         )
 
 
@@ -359,10 +374,22 @@ def verify_and_publish(config: dict) -> dict:
     return lake.verify_and_publish(
         S3Hook(aws_conn_id=run.aws_conn_id, verify=DEPLOYMENT.s3_verify),
         WasbHook(wasb_conn_id=run.wasb_conn_id),
-        run.lake_bucket,
-        run.run_prefix,
+        export_sources(run),
         export_target(run, run_id),
         run_id,
+    )
+
+
+def export_sources(config: RunConfig) -> lake.ExportSources:
+    """The night's outputs, by their folder in the published copy: its features and quarantine
+    partitions, and the models and reports of runs/<date>/."""
+    return lake.ExportSources(
+        bucket=config.lake_bucket,
+        prefixes={
+            "features": config.features_partition_prefix,
+            "quarantine": config.quarantine_partition_prefix,
+            **{job: f"{config.run_prefix}/{job}" for job in ("pca", "classify")},
+        },
     )
 
 

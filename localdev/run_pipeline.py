@@ -1,11 +1,15 @@
-"""The main job: the DAG end to end on the local platform, with `airflow dags test`.
+"""The main job: one night of the DAG end to end on the local platform, with `airflow dags test`.
 
-    python -m localdev.run_pipeline [--images DIR] [--weights FILE] [--date YYYY-MM-DD]
+    python -m localdev.run_pipeline [--images DIR] [--date YYYY-MM-DD] [--weights FILE] [--fresh]
 
-Starts a moto server (S3) and Azurite (Blob) on free loopback ports, seeds the lake with the
-photos and the weights, runs `airflow dags test fruits_pipeline` on platform `local` (the same
-DAG, Spark jobs and provider operators as on EMR; Spark in local mode), copies the run's outputs
-to `.local-runs/<date>/results/`, prints a summary, and stops both emulators.
+Starts a moto server (S3) and Azurite (Blob) on free loopback ports, restores the local lake
+saved under `.local-runs/lake/` (the history of earlier nights; `--fresh` starts from an empty
+lake and an empty Azurite), lands the photos of `--images` under `landing/<date>/` as the app
+would, runs `airflow dags test fruits_pipeline <date>` on platform `local` (the same DAG, Spark
+jobs and provider operators as on EMR; Spark in local mode), saves the lake back to disk, copies
+the night's outputs to `.local-runs/<date>/results/`, prints a summary, and stops both emulators.
+Two runs with different dates make two nights: the second featurizes only its own photos and
+refits PCA and the classifier over both.
 
 Weights: `--weights`, else $FRUITS_WEIGHTS_FILE, else the shared pretrained backbone when it is
 beside the repository, else Keras' ImageNet download. Without internet and without a file the
@@ -23,6 +27,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from fruits.lake import PHOTO_SUFFIXES
 from localdev import lake
 from localdev.emulators import REPO, Endpoints, airflow_home_env, local_cloud
 
@@ -32,6 +37,10 @@ KERAS_IMAGENET = (
     "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 )
+
+
+def is_photo(key: str) -> bool:
+    return key.lower().endswith(PHOTO_SUFFIXES)
 
 
 def find_weights(explicit: Path | None) -> Path:
@@ -53,14 +62,13 @@ def find_weights(explicit: Path | None) -> Path:
         ) from None
 
 
-def airflow_env(endpoints: Endpoints, home: Path, config: dict) -> dict[str, str]:
+def airflow_env(endpoints: Endpoints, home: Path, scratch: Path) -> dict[str, str]:
     return {
         **os.environ,
         **endpoints.airflow_env(),
-        **lake.variable_env(config),
         **airflow_home_env(home),
         "FRUITS_DEFAULT_PLATFORM": "local",
-        "FRUITS_SCRATCH_DIR": str(home.parent / "scratch"),
+        "FRUITS_SCRATCH_DIR": str(scratch),
         "FRUITS_RETRY_DELAY_S": "5",
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
@@ -85,46 +93,54 @@ def run_dag(env: dict[str, str], run_date: str, log_file: Path) -> None:
         raise SystemExit("The DAG run failed; last lines of its log:\n" + "\n".join(tail))
 
 
-def download_results(s3, run_date: str, target: Path) -> None:
-    """The run's outputs, replacing what an earlier run of the date left in the folder."""
+def download_results(s3, night: str, target: Path) -> None:
+    """The night's outputs in one folder (features/, quarantine/, pca/, classify/), replacing
+    what an earlier run of the date left there."""
     shutil.rmtree(target, ignore_errors=True)
-    prefix = f"runs/{run_date}/"
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=lake.LAKE_BUCKET, Prefix=prefix
-    ):
-        for item in page.get("Contents", []):
-            path = target / item["Key"][len(prefix) :]
+    folders = {
+        "features": f"features/ingest_date={night}/",
+        "quarantine": f"quarantine/ingest_date={night}/",
+        "pca": f"runs/{night}/pca/",
+        "classify": f"runs/{night}/classify/",
+    }
+    for folder, prefix in folders.items():
+        for key in lake.list_keys(s3, prefix):
+            path = target / folder / key[len(prefix) :]
             path.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(lake.LAKE_BUCKET, item["Key"], str(path))
+            s3.download_file(lake.LAKE_BUCKET, key, str(path))
 
 
-def published_blobs(endpoints: Endpoints, run_date: str) -> tuple[dict, list[str]]:
+def published_blobs(endpoints: Endpoints, night: str) -> tuple[dict, list[str]]:
     from azure.storage.blob import BlobServiceClient
 
     container = BlobServiceClient.from_connection_string(
         endpoints.azurite_connection_string
     ).get_container_client(lake.CONTAINER)
-    latest = json.loads(container.download_blob(f"fruits/{run_date}/LATEST.json").readall())
+    latest = json.loads(container.download_blob(f"fruits/{night}/LATEST.json").readall())
     names = [b.name for b in container.list_blobs(name_starts_with=latest["prefix"])]
     return latest, names
 
 
-def summary(results: Path, latest: dict, blobs: list[str]) -> str:
+def summary(night: str, results: Path, latest: dict, blobs: list[str]) -> str:
     manifest = json.loads((results / "features" / "_manifest.json").read_text())
     report = json.loads((results / "pca" / "report.json").read_text())
     metrics = json.loads((results / "classify" / "metrics.json").read_text())
-    counts, weights = manifest["counts"], manifest["weights"]
+    counts, weights, rows = manifest["counts"], manifest["weights"], report["rows"]
+    nights = report["nights"]
     return "\n".join(
         [
             "",
-            "Fruits! local run — done",
-            f"  images read {counts['read']}, featurized {counts['featurized']}, "
+            f"Fruits! local night {night} — done",
+            f"  new photos {counts['read']}: featurized {counts['featurized']}, "
             f"quarantined {counts['quarantined']}",
-            f"  weights {weights['source']} (sha256 {weights['sha256'][:12]}…)",
+            f"  history: {rows['projected']} photos over {len(nights)} night(s) "
+            f"({nights[0]} .. {nights[-1]})",
             f"  PCA k = {report['k']} components, explained variance "
-            f"{report['explained_variance_at_k']:.3f}",
+            f"{report['explained_variance_at_k']:.3f}; fitted on {rows['fitted']} Training rows, "
+            f"{rows['projected']} rows projected",
             f"  classifier accuracy {metrics['accuracy']:.3f} on {metrics['counts']['Test']} "
             f"Test images (macro F1 {metrics['macro_f1']:.3f}, split: {metrics['split_rule']})",
+            f"  weights {weights['source']} (sha256 {weights['sha256'][:12]}…)",
             f"  Azure (Azurite) {lake.CONTAINER}/{latest['prefix']}: {len(blobs)} blobs",
             f"  results copied to {results}",
         ]
@@ -137,27 +153,44 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--weights", type=Path)
     parser.add_argument("--date", default=date.today().isoformat())
     parser.add_argument("--workdir", type=Path, default=REPO / ".local-runs")
+    parser.add_argument("--fresh", action="store_true", help="start from an empty lake")
     args = parser.parse_args(argv)
     if not args.images.is_dir():
         raise SystemExit(f"--images {args.images}: no such folder")
     weights = find_weights(args.weights)
-    workdir = (args.workdir / args.date).resolve()
-    (workdir / "airflow-home").mkdir(parents=True, exist_ok=True)
+    workdir = args.workdir.resolve()
+    saved_lake = workdir / "lake"
+    if args.fresh:
+        for kept in (saved_lake, workdir / "azurite", workdir / "scratch"):
+            shutil.rmtree(kept, ignore_errors=True)
+    night_dir = workdir / args.date
+    (night_dir / "airflow-home").mkdir(parents=True, exist_ok=True)
 
     with local_cloud(workdir) as endpoints:
         s3 = lake.s3_client(endpoints)
         lake.create_lake(s3)
-        photos = lake.upload_photos(s3, args.images)
+        history = lake.restore(s3, saved_lake)
+        landed = lake.land_photos(s3, args.images, args.date)
+        photos = sum(1 for key in lake.list_keys(s3, f"landing/{args.date}/") if is_photo(key))
         weights_uri, sha256 = lake.upload_weights(s3, weights)
-        print(f"Local lake seeded: {photos} files from {args.images}, weights {weights.name}")
-        config = lake.fruits_config(weights_uri, sha256)
-        run_dag(
-            airflow_env(endpoints, workdir / "airflow-home", config), args.date, workdir / "dag.log"
+        print(
+            f"Local lake: {history} objects restored from {saved_lake}; {landed} files "
+            f"({photos} photos) from {args.images} landed under landing/{args.date}/; "
+            f"weights {weights.name}"
         )
-        download_results(s3, args.date, workdir / "results")
+        env = airflow_env(endpoints, night_dir / "airflow-home", workdir / "scratch")
+        env |= lake.variable_env(lake.fruits_config(weights_uri, sha256))
+        try:
+            run_dag(env, args.date, night_dir / "dag.log")
+        finally:
+            lake.save(s3, saved_lake)  # even a failed night leaves what it wrote, as a lake would
+        if not photos:
+            print(f"\nFruits! local night {args.date}: no new photos, nothing done or published")
+            return {"results": None, "latest": None, "blobs": [], "lake": saved_lake}
+        download_results(s3, args.date, night_dir / "results")
         latest, blobs = published_blobs(endpoints, args.date)
-    print(summary(workdir / "results", latest, blobs))
-    return {"results": workdir / "results", "latest": latest, "blobs": blobs}
+    print(summary(args.date, night_dir / "results", latest, blobs))
+    return {"results": night_dir / "results", "latest": latest, "blobs": blobs, "lake": saved_lake}
 
 
 if __name__ == "__main__":

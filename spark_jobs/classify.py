@@ -2,12 +2,12 @@
 
     spark-submit spark_jobs/classify.py --input PCA_OR_FEATURES_URI --output URI
 
-Trains a multinomial logistic regression (Spark ML) on the rows whose `split` is `Training` and
-scores the rows whose `split` is `Test`. Rows with no split are assigned by a hash of their
-`path` (80% Training, 20% Test): deterministic, so a re-run gives the same figures. Reads
-`pca_features` when present, else `features`. Writes `<output>/model` (the fitted PipelineModel)
-and `<output>/metrics.json` (last: it marks the output complete) with accuracy, macro F1,
-per-class precision/recall/F1, counts per split and the split rule used.
+Trains a multinomial logistic regression (Spark ML) on the rows whose split is `Training` and
+scores the rows whose split is `Test` (`splits.py`: the folders' split, else a hash of the path,
+the same rule PCA fits by). Reads `pca_features` when present, else `features`: on a night, pca's
+`vectors/` hold every photo of the history up to that night. Writes `<output>/model` (the fitted
+PipelineModel) and `<output>/metrics.json` (last: it marks the output complete) with accuracy,
+macro F1, per-class precision/recall/F1, counts per split and the split rule used.
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ from pyspark.ml import Pipeline
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import IndexToString, StringIndexer
 from pyspark.ml.functions import array_to_vector
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-
-TRAINING_SHARE_PERCENT = 80
 
 
 @dataclass(frozen=True)
@@ -42,32 +40,6 @@ def parse_args(argv: list[str] | None = None) -> Args:
     parser.add_argument("--reg-param", type=float, default=1e-3)
     parsed = parser.parse_args(argv)
     return Args(parsed.input, parsed.output.rstrip("/"), parsed.max_iter, parsed.reg_param)
-
-
-def hash_split(path: Column) -> Column:
-    """'Training' for ~80% of paths, 'Test' for the rest, always the same for a given path."""
-    bucket = F.pmod(F.xxhash64(path), F.lit(100))
-    return F.when(bucket < TRAINING_SHARE_PERCENT, "Training").otherwise("Test")
-
-
-def assign_splits(rows: DataFrame) -> DataFrame:
-    """Keep the Training/Test folders' split; hash-split the rows that have none."""
-    has_split = F.col("split").isin("Training", "Test")
-    return rows.withColumn(
-        "split", F.when(has_split, F.col("split")).otherwise(hash_split(F.col("path")))
-    )
-
-
-def split_rule(rows: DataFrame) -> str:
-    counts = rows.agg(
-        F.sum(F.col("split").isin("Training", "Test").cast("int")).alias("folder"),
-        F.count(F.lit(1)).alias("all"),
-    ).first()
-    if counts["folder"] == counts["all"]:
-        return "folders"
-    if counts["folder"] == 0:
-        return f"hash of path ({TRAINING_SHARE_PERCENT}/{100 - TRAINING_SHARE_PERCENT})"
-    return f"folders, else hash of path ({TRAINING_SHARE_PERCENT}/{100 - TRAINING_SHARE_PERCENT})"
 
 
 def feature_column(rows: DataFrame) -> str:
@@ -120,10 +92,11 @@ def per_class_metrics(scored: DataFrame) -> dict[str, dict[str, float]]:
 
 def main(argv: list[str] | None = None) -> None:
     import jobio
+    from splits import assign_splits, split_rule
 
     args = parse_args(argv)
-    spark = SparkSession.builder.appName("fruits-classify").getOrCreate()
     started = time.time()
+    spark = SparkSession.builder.appName("fruits-classify").getOrCreate()
 
     rows = spark.read.parquet(args.input)
     column = feature_column(rows)
@@ -157,10 +130,12 @@ def main(argv: list[str] | None = None) -> None:
         "accuracy": correct / counts["Test"],
         "macro_f1": sum(m["f1"] for m in per_class.values()) / len(per_class),
         "per_class": per_class,
-        "duration_s": round(time.time() - started, 3),
     }
     jobio.write_json(spark, jobio.join(args.output, "metrics.json"), metrics)
-    print(f"classify: accuracy {metrics['accuracy']:.4f} on {counts['Test']} Test rows")
+    print(
+        f"classify: accuracy {metrics['accuracy']:.4f} on {counts['Test']} Test rows "
+        f"({time.time() - started:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

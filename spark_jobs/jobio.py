@@ -37,6 +37,14 @@ def exists(spark: SparkSession, uri: str) -> bool:
     return bool(fs.exists(path))
 
 
+def glob(spark: SparkSession, pattern: str) -> list[str]:
+    """The URIs matching a Hadoop glob (`root/ingest_date=*/_manifest.json`), sorted. One listing
+    call from the driver: on S3 a prefix listing, not a request per object."""
+    fs, path = _fs_and_path(spark, pattern)
+    statuses = fs.globStatus(path) or []
+    return sorted(str(status.getPath().toString()) for status in statuses)
+
+
 def delete(spark: SparkSession, uri: str) -> None:
     fs, path = _fs_and_path(spark, uri)
     if fs.exists(path):

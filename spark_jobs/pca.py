@@ -1,15 +1,30 @@
-"""Reduce the image features with Spark ML PCA.
+"""Refit Spark ML PCA over the history of nights up to a date, and project every photo of it.
 
-    spark-submit spark_jobs/pca.py --input FEATURES_URI --output URI
-        [--variance 0.95 | --k N] [--standardize | --no-standardize]
+    spark-submit spark_jobs/pca.py --features ROOT --until YYYY-MM-DD --output URI
+        [--moments ROOT] [--variance 0.95 | --k N] [--standardize | --no-standardize]
+
+`--features` is the root of featurize's nightly partitions, `ROOT/ingest_date=<date>/`, each one
+complete once its `_manifest.json` exists. The nights used are the complete ones up to `--until`;
+an incomplete one (a night that failed) is left out and named in the report.
+
+The fit uses the Training rows only (`splits.py`: folders, else a hash of the path), so the
+classifier's Test rows never shape the components it is scored on. It needs no pass over the
+history: each night's sufficient statistics (Training rows, their mean, the centred sum of their
+outer products) are kept under `--moments ROOT/ingest_date=<date>/`, and merged exactly (Chan et
+al.'s pairwise update) into the history's covariance. The night `--until` is always computed
+from its features (they were just written); an earlier night's are reused, or computed once if
+missing. Per night they are summed per partition in a fixed order, so the same inputs give the
+same bits.
 
 Writes under --output:
-- `vectors/`: Parquet `path, label, split, pca_features` (array<float>, k);
-- `model/`: the fitted PipelineModel ([scaling ->] PCA -> centring), to project new images later
-  (apply `pyspark.ml.functions.array_to_vector` to their `features` first, into `features_vector`);
-- `report.json`: k, how it was chosen, explained variance per component and cumulated, rows;
-- `scree.png` (cumulative explained variance, threshold and k marked) and `projection.png`
-  (the first two components of a bounded sample, coloured by label).
+- `vectors/`: Parquet `path, label, split, ingest_date, pca_features` (array<float>, k) of every
+  row of the nights used;
+- `model/`: a PipelineModel ([scaling ->] PCAModel -> centring by the Training mean), to project
+  new images later (`pyspark.ml.functions.array_to_vector` on their `features`, into
+  `features_vector`, first);
+- `report.json`: k, how it was chosen, explained variance per component and cumulated, rows
+  fitted and projected, the nights covered;
+- `scree.png` and `projection.png` (the first two components of a bounded sample, by label).
 `report.json` is written last: its presence marks the output complete.
 """
 
@@ -18,25 +33,31 @@ from __future__ import annotations
 import argparse
 import io
 import time
-import uuid
+import zipfile
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
+import pyarrow as pa
 from pyspark.ml import PipelineModel
-from pyspark.ml.feature import PCAModel, StandardScaler, StandardScalerModel
+from pyspark.ml.feature import PCAModel, StandardScalerModel
 from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.ml.linalg import DenseMatrix, DenseVector
-from pyspark.ml.stat import Correlation, Summarizer
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 PLOT_SAMPLE_ROWS = 5000  # the projection plot never collects more than this
+MANIFEST = "_manifest.json"  # featurize writes it last: the night's partition is complete
+MOMENTS_FILE = "training_moments.npz"
+PARTITION = "ingest_date"
 
 
 @dataclass(frozen=True)
 class Args:
-    input: str
+    features: str
+    until: str
     output: str
+    moments: str | None
     variance: float
     k: int | None
     standardize: bool
@@ -44,8 +65,10 @@ class Args:
 
 def parse_args(argv: list[str] | None = None) -> Args:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", required=True, help="featurize's output (Parquet)")
+    parser.add_argument("--features", required=True, help="root of featurize's nightly partitions")
+    parser.add_argument("--until", required=True, help="the last night to use (YYYY-MM-DD)")
     parser.add_argument("--output", required=True)
+    parser.add_argument("--moments", help="root keeping each night's statistics (optional)")
     choice = parser.add_mutually_exclusive_group()
     choice.add_argument("--variance", type=float, default=0.95, help="target explained variance")
     choice.add_argument("--k", type=int, help="a fixed number of components")
@@ -60,9 +83,235 @@ def parse_args(argv: list[str] | None = None) -> Args:
         parser.error("--variance must be in (0, 1]")
     if parsed.k is not None and parsed.k < 1:
         parser.error("--k must be >= 1")
+    try:
+        date.fromisoformat(parsed.until)
+    except ValueError:
+        parser.error(f"--until {parsed.until!r} is not a date (YYYY-MM-DD)")
     return Args(
-        parsed.input, parsed.output.rstrip("/"), parsed.variance, parsed.k, parsed.standardize
+        parsed.features.rstrip("/"),
+        parsed.until,
+        parsed.output.rstrip("/"),
+        parsed.moments.rstrip("/") if parsed.moments else None,
+        parsed.variance,
+        parsed.k,
+        parsed.standardize,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The nights
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Nights:
+    complete: list[str]  # dates whose partition has its manifest, up to --until, in order
+    incomplete: list[str]  # dates up to --until whose partition has none (a failed night)
+
+
+def night_of(partition_uri: str) -> str | None:
+    """'…/ingest_date=2026-11-25' -> '2026-11-25'; None for anything else."""
+    name = partition_uri.rstrip("/").rsplit("/", 1)[-1]
+    key, _, value = name.partition("=")
+    return value if key == PARTITION else None
+
+
+def nights_until(partitions: list[str], manifests: list[str], until: str) -> Nights:
+    """Which nights up to `until` can be used, from the listings of partitions and manifests."""
+    dated = {night_of(p) for p in partitions} - {None}
+    done = {night_of(m.rsplit("/", 1)[0]) for m in manifests} - {None}
+    wanted = sorted(d for d in dated if d <= until)
+    return Nights(
+        complete=[d for d in wanted if d in done], incomplete=[d for d in wanted if d not in done]
+    )
+
+
+def partition_uri(root: str, night: str) -> str:
+    return f"{root}/{PARTITION}={night}"
+
+
+# --------------------------------------------------------------------------------------------
+# Sufficient statistics, merged exactly
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Row count, mean and centred sum of outer products (float64) of a set of rows."""
+
+    n: int
+    mean: np.ndarray  # (d,)
+    m2: np.ndarray  # (d, d): sum over rows of (x - mean)(x - mean)^T
+
+    @classmethod
+    def empty(cls, d: int) -> Moments:
+        return cls(0, np.zeros(d), np.zeros((d, d)))
+
+    @classmethod
+    def of(cls, rows: np.ndarray) -> Moments:
+        rows = np.asarray(rows, np.float64)
+        mean = rows.mean(axis=0)
+        centred = rows - mean
+        return cls(len(rows), mean, centred.T @ centred)
+
+    def merge(self, other: Moments) -> Moments:
+        """The moments of both sets of rows (Chan, Golub & LeVeque's pairwise update)."""
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.n / n)
+        m2 = self.m2 + other.m2 + np.outer(delta, delta) * (self.n * other.n / n)
+        return Moments(n, mean, m2)
+
+    def covariance(self) -> np.ndarray:
+        return self.m2 / max(self.n - 1, 1)
+
+    def to_bytes(self) -> bytes:
+        """An .npz (np.load reads it) with fixed timestamps: same moments, same bytes."""
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, array in (("n", np.int64(self.n)), ("mean", self.mean), ("m2", self.m2)):
+                payload = io.BytesIO()
+                np.save(payload, np.asarray(array), allow_pickle=False)
+                entry = zipfile.ZipInfo(f"{name}.npy", date_time=(2020, 1, 1, 0, 0, 0))
+                archive.writestr(entry, payload.getvalue())
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Moments:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            return cls(int(arrays["n"]), arrays["mean"], arrays["m2"])
+
+
+MOMENTS_SCHEMA = pa.schema([("partition", pa.int64()), ("moments", pa.binary())])
+
+
+def partition_moments(batches):
+    """mapInArrow body: the moments of one partition's `features` rows, as one row (none if the
+    partition is empty). Batches are merged in the order they come: deterministic."""
+    from pyspark import TaskContext
+
+    total = None
+    for batch in batches:
+        column = batch.column("features")
+        if len(column) == 0:
+            continue
+        rows = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1)
+        moments = Moments.of(rows)
+        total = moments if total is None else total.merge(moments)
+    if total is not None:
+        partition = TaskContext.get().partitionId()
+        yield pa.RecordBatch.from_arrays(
+            [pa.array([partition], pa.int64()), pa.array([total.to_bytes()], pa.binary())],
+            schema=MOMENTS_SCHEMA,
+        )
+
+
+def training_moments(features: DataFrame, feature_size: int) -> Moments:
+    """The moments of the Training rows, one pass; the partitions' parts merged in partition
+    order (Spark's own tree aggregation would merge them in the order tasks finish)."""
+    from splits import assign_splits
+
+    training = assign_splits(features).where(F.col("split") == "Training").select("features")
+    parts = training.mapInArrow(partition_moments, MOMENTS_SCHEMA).collect()
+    total = Moments.empty(feature_size)
+    for row in sorted(parts, key=lambda row: row["partition"]):
+        total = total.merge(Moments.from_bytes(bytes(row["moments"])))
+    return total
+
+
+# --------------------------------------------------------------------------------------------
+# Principal components, as a Spark ML pipeline
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrincipalComponents:
+    std: np.ndarray | None  # each feature's standard deviation, when standardized
+    mean: np.ndarray  # the Training rows' mean, in the space PCA sees (scaled or not)
+    components: np.ndarray  # d x k_max, one component per column, by explained variance
+    explained_variance: list[float]
+
+
+def principal_components(moments: Moments, k_max: int, standardize: bool) -> PrincipalComponents:
+    """Eigendecomposition of the Training rows' covariance (numpy's LAPACK, on the driver).
+
+    Not `pyspark.ml.feature.PCA.fit`: on real MobileNetV2 features (rank-deficient, dead all-zero
+    channels) its driver-side SVD returned wrong components that changed from run to run (the
+    first explaining 4-6% of the variance instead of 26-31%). The result is still a Spark ML
+    `PCAModel` (see `spark_pipeline`)."""
+    covariance, mean, std = moments.covariance(), moments.mean, None
+    if standardize:  # the correlation matrix: each feature divided by its standard deviation
+        std = np.sqrt(np.clip(np.diag(covariance), 0, None))
+        scale = np.divide(1.0, std, out=np.zeros_like(std), where=std > 0)  # constant: 0, as Spark
+        covariance, mean = covariance * np.outer(scale, scale), mean * scale
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    order = np.argsort(eigenvalues)[::-1][:k_max]
+    eigenvalues = np.clip(eigenvalues, 0, None)
+    return PrincipalComponents(
+        std=std,
+        mean=mean,
+        components=eigenvectors[:, order],
+        explained_variance=(eigenvalues[order] / eigenvalues.sum()).tolist(),
+    )
+
+
+def spark_pipeline(spark: SparkSession, pcs: PrincipalComponents, k: int) -> PipelineModel:
+    """[scale ->] project on the first k components -> centre: a saveable PipelineModel, built
+    from the numbers, no fitting pass. Centred by the Training rows' mean, like any PCA fitted
+    on them: a photo projects the same whichever night it is projected in."""
+    components = pcs.components[:, :k]
+    pca = _java_model(
+        spark,
+        PCAModel,
+        "org.apache.spark.ml.feature.PCAModel",
+        "fruits_pca",
+        DenseMatrix(*components.shape, components.ravel("F")),
+        DenseVector(pcs.explained_variance[:k]),
+    )
+    input_column = "scaled" if pcs.std is not None else "features_vector"
+    pca._set(k=k, inputCol=input_column, outputCol="projected")
+    centre_of_training = components.T @ pcs.mean
+    centre = _scaler(spark, "fruits_centre", "projected", "pca_vector", mean=centre_of_training)
+    stages = [pca, centre]
+    if pcs.std is not None:
+        stages.insert(0, _scaler(spark, "fruits_scale", "features_vector", "scaled", std=pcs.std))
+    for stage in stages:
+        stage._transfer_params_to_java()
+    return PipelineModel(stages=stages)
+
+
+def _scaler(spark, uid, input_column, output_column, mean=None, std=None) -> StandardScalerModel:
+    """A StandardScalerModel that either subtracts `mean` or divides by `std` (0 where a std is 0,
+    as Spark's own scaler does)."""
+    with_mean = mean is not None
+    size = len(mean) if with_mean else len(std)
+    model = _java_model(
+        spark,
+        StandardScalerModel,
+        "org.apache.spark.ml.feature.StandardScalerModel",
+        uid,
+        DenseVector(np.ones(size) if std is None else std),
+        DenseVector(mean if with_mean else np.zeros(size)),
+    )
+    model._set(
+        inputCol=input_column, outputCol=output_column, withMean=with_mean, withStd=not with_mean
+    )
+    return model
+
+
+def _java_model(spark, wrapper, java_class: str, uid: str, *arguments):
+    """A Spark ML model from its numbers, through its (package-private) JVM constructor."""
+    from pyspark.ml.common import _py2java
+
+    context = spark.sparkContext
+    constructor = context._jvm
+    for part in java_class.split("."):
+        constructor = getattr(constructor, part)
+    return wrapper(constructor(uid, *(_py2java(context, a) for a in arguments)))
 
 
 def choose_k(cumulative: list[float], variance: float) -> int:
@@ -77,87 +326,26 @@ def check_k(k: int, feature_size: int, rows: int) -> None:
     if k > feature_size:
         raise SystemExit(f"pca: k={k} exceeds the feature size ({feature_size})")
     if k > rows:
-        raise SystemExit(f"pca: k={k} exceeds the number of rows ({rows})")
-
-
-@dataclass(frozen=True)
-class PrincipalComponents:
-    scaler: StandardScalerModel | None
-    input_column: str
-    components: np.ndarray  # d x k_max, one component per column, by explained variance
-    explained_variance: list[float]
-
-    def spark_pipeline(self, features: DataFrame, k: int) -> PipelineModel:
-        """[scale ->] project on the first k components -> centre: a saveable PipelineModel.
-
-        A Spark ML `PCAModel` projects the raw vectors, so its outputs are centred by a last
-        stage; new images go through the same three stages."""
-        from pyspark.ml.common import _py2java
-
-        context = features.sparkSession.sparkContext
-        components = self.components[:, :k]
-        java_model = context._jvm.org.apache.spark.ml.feature.PCAModel(
-            f"pca_{uuid.uuid4().hex[:12]}",
-            _py2java(context, DenseMatrix(*components.shape, components.ravel("F"))),
-            _py2java(context, DenseVector(self.explained_variance[:k])),
-        )
-        pca_model = PCAModel(java_model)
-        pca_model._set(k=k, inputCol=self.input_column, outputCol="projected")
-        pca_model._transfer_params_to_java()
-        projecting = [*([self.scaler] if self.scaler else []), pca_model]
-        centre = StandardScaler(
-            inputCol="projected", outputCol="pca_vector", withMean=True, withStd=False
-        ).fit(PipelineModel(stages=projecting).transform(features))
-        return PipelineModel(stages=[*projecting, centre])
-
-
-def fit(features: DataFrame, k_max: int, standardize: bool) -> PrincipalComponents:
-    """Every principal component up to k_max: two passes over the data (standard deviations,
-    then correlations; one more first with --standardize, to fit the scaler).
-
-    Spark computes the covariance matrix across the cluster (`Correlation` and `Summarizer`: no
-    rows are collected); only that d x d matrix reaches the driver, where numpy's LAPACK
-    diagonalises it. Not `PCA.fit` itself: on real MobileNetV2 features (rank-deficient, with dead
-    all-zero channels) its driver-side SVD returned wrong components, differing from run to run
-    (the first explaining 4-6% of the variance instead of 26-31%; tests/test_featurize_job.py
-    compares ours with numpy). The result is still a Spark ML `PCAModel` (see `spark_pipeline`).
-    """
-    scaler = None
-    column = "features_vector"
-    if standardize:  # each feature divided by its standard deviation (centring comes later)
-        scaler = StandardScaler(inputCol=column, outputCol="scaled", withMean=False, withStd=True)
-        scaler = scaler.fit(features)
-        features, column = scaler.transform(features), "scaled"
-    std = features.select(Summarizer.std(F.col(column)).alias("std")).first()["std"].toArray()
-    correlation = Correlation.corr(features, column).first()[0].toArray()
-    covariance = np.nan_to_num(correlation) * np.outer(std, std)  # constant features: 0, not NaN
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-    order = np.argsort(eigenvalues)[::-1][:k_max]
-    eigenvalues = np.clip(eigenvalues, 0, None)
-    return PrincipalComponents(
-        scaler=scaler,
-        input_column=column,
-        components=eigenvectors[:, order],
-        explained_variance=(eigenvalues[order] / eigenvalues.sum()).tolist(),
-    )
+        raise SystemExit(f"pca: k={k} exceeds the number of Training rows ({rows})")
 
 
 def pca_stage(model: PipelineModel) -> PCAModel:
     return next(stage for stage in model.stages if isinstance(stage, PCAModel))
 
 
-def load_features(spark: SparkSession, uri: str) -> DataFrame:
-    features = spark.read.parquet(uri)
-    missing = {"path", "label", "split", "features"} - set(features.columns)
-    if missing:
-        raise SystemExit(f"pca: {uri} lacks column(s) {sorted(missing)}")
-    return features.withColumn("features_vector", array_to_vector("features"))
-
-
 def project(model: PipelineModel, features: DataFrame) -> DataFrame:
     return model.transform(features).select(
-        "path", "label", "split", vector_to_array("pca_vector", "float32").alias("pca_features")
+        "path",
+        "label",
+        "split",
+        PARTITION,
+        vector_to_array("pca_vector", "float32").alias("pca_features"),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------
 
 
 def scree_plot(cumulative: list[float], variance: float | None, k: int) -> bytes:
@@ -217,31 +405,89 @@ def plot_sample(vectors: DataFrame) -> list[dict]:
     return [{"label": r["label"], "xy": list(r["xy"]) + [0.0] * (2 - len(r["xy"]))} for r in rows]
 
 
+# --------------------------------------------------------------------------------------------
+# The job
+# --------------------------------------------------------------------------------------------
+
+
+def find_nights(spark: SparkSession, args: Args) -> Nights:
+    import jobio
+
+    nights = nights_until(
+        jobio.glob(spark, f"{args.features}/{PARTITION}=*"),
+        jobio.glob(spark, f"{args.features}/{PARTITION}=*/{MANIFEST}"),
+        args.until,
+    )
+    if args.until not in nights.complete:
+        raise SystemExit(
+            f"pca: the night {args.until} has no complete features partition under "
+            f"{args.features} (no {MANIFEST}): run featurize for it first"
+        )
+    return nights
+
+
+def read_nights(spark: SparkSession, root: str, nights: list[str]) -> DataFrame:
+    """The rows of these nights, with their `ingest_date` (a string), as vectors for Spark ML."""
+    rows = (
+        spark.read.option("basePath", root)
+        .option("mergeSchema", "false")
+        .parquet(*(partition_uri(root, night) for night in nights))
+    )
+    missing = {"path", "label", "split", "features"} - set(rows.columns)
+    if missing:
+        raise SystemExit(f"pca: the features under {root} lack column(s) {sorted(missing)}")
+    return rows.withColumn(PARTITION, F.col(PARTITION).cast("string")).withColumn(
+        "features_vector", array_to_vector("features")
+    )
+
+
+def history_moments(
+    spark: SparkSession, args: Args, nights: list[str], feature_size: int
+) -> Moments:
+    """Every night's Training moments merged in date order; computed where not kept yet."""
+    import jobio
+
+    total = Moments.empty(feature_size)
+    for night in nights:
+        kept = None
+        if args.moments:
+            kept = jobio.join(partition_uri(args.moments, night), MOMENTS_FILE)
+        if kept and night != args.until and jobio.exists(spark, kept):
+            moments = Moments.from_bytes(jobio.read_bytes(spark, kept))
+        else:
+            features = spark.read.parquet(partition_uri(args.features, night))
+            moments = training_moments(features, feature_size)
+            print(f"pca: night {night}: {moments.n} Training rows summarised")
+            if kept:
+                jobio.write_bytes(spark, kept, moments.to_bytes())
+        total = total.merge(moments)
+    return total
+
+
 def main(argv: list[str] | None = None) -> None:
     import jobio
 
     args = parse_args(argv)
-    spark = SparkSession.builder.appName("fruits-pca").getOrCreate()
     started = time.time()
+    spark = SparkSession.builder.appName("fruits-pca").getOrCreate()
 
-    features = load_features(spark, args.input).cache()
-    rows = features.count()
-    if rows == 0:
-        raise SystemExit(f"pca: {args.input} holds no rows")
-    feature_size = len(features.select("features").first()["features"])
+    nights = find_nights(spark, args)
+    rows = read_nights(spark, args.features, nights.complete)
+    feature_size = len(rows.select("features").first()["features"])
+    moments = history_moments(spark, args, nights.complete, feature_size)
+    if moments.n == 0:
+        raise SystemExit(f"pca: no Training rows in the nights up to {args.until}")
     if args.k is not None:
-        check_k(args.k, feature_size, rows)
+        check_k(args.k, feature_size, moments.n)
 
-    components = fit(features, min(feature_size, rows), args.standardize)
-    explained = components.explained_variance
-    cumulative = np.cumsum(explained).tolist()
+    pcs = principal_components(moments, min(feature_size, moments.n), args.standardize)
+    cumulative = np.cumsum(pcs.explained_variance).tolist()
     k = args.k if args.k is not None else choose_k(cumulative, args.variance)
-    model = components.spark_pipeline(features, k)
+    model = spark_pipeline(spark, pcs, k)
 
     jobio.delete(spark, jobio.join(args.output, "report.json"))
     model.write().overwrite().save(jobio.join(args.output, "model"))
-    vectors = project(model, features)
-    vectors.write.mode("overwrite").parquet(jobio.join(args.output, "vectors"))
+    project(model, rows).write.mode("overwrite").parquet(jobio.join(args.output, "vectors"))
     vectors = spark.read.parquet(jobio.join(args.output, "vectors"))
 
     target = None if args.k is not None else args.variance
@@ -253,20 +499,27 @@ def main(argv: list[str] | None = None) -> None:
     )
     report = {
         "job": "pca",
-        "input": args.input,
-        "rows": rows,
+        "features": args.features,
+        "until": args.until,
+        "nights": nights.complete,
+        "nights_incomplete": nights.incomplete,
+        "rows": {"fitted": moments.n, "projected": vectors.count()},
+        "fitted_on": "Training rows (splits.py)",
         "feature_size": feature_size,
         "standardize": args.standardize,
         "k": k,
         "k_chosen_by": "k" if args.k is not None else "variance",
         "variance_target": target,
         "explained_variance_at_k": cumulative[k - 1],
-        "explained_variance": explained,
+        "explained_variance": pcs.explained_variance,
         "cumulative_explained_variance": cumulative,
-        "duration_s": round(time.time() - started, 3),
     }
     jobio.write_json(spark, jobio.join(args.output, "report.json"), report)
-    print(f"pca: k={k} explains {cumulative[k - 1]:.4f} of the variance -> {args.output}")
+    print(
+        f"pca: k={k} explains {cumulative[k - 1]:.4f} of the variance of {moments.n} Training "
+        f"rows of {len(nights.complete)} night(s); {report['rows']['projected']} rows projected "
+        f"-> {args.output} ({time.time() - started:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

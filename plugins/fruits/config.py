@@ -22,6 +22,9 @@ from datetime import date
 from typing import Any
 
 PLATFORMS = ("emr", "local", "databricks")
+# Every key prefix of the lake that fruits_config can set, and the ones whose folders hold outputs.
+OUTPUT_ROOTS = ("features_prefix", "quarantine_prefix", "moments_prefix", "runs_prefix")
+PREFIXES = ("landing_prefix", *OUTPUT_ROOTS, "code_prefix", "logs_prefix", "model_cache_prefix")
 BUCKET_NAME = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()/ -]*$")
@@ -116,7 +119,11 @@ class RunConfig:
     run_date: str
     region: str
     lake_bucket: str
-    landing_prefix: str
+    landing_prefix: str  # the app lands a day's photos under <landing_prefix>/<YYYY-MM-DD>/
+    input_prefix: str | None  # the run form's one-off override of the night's input
+    features_prefix: str  # <features_prefix>/ingest_date=<date>/: one partition per night
+    quarantine_prefix: str  # <quarantine_prefix>/ingest_date=<date>/: the night's unreadable photos
+    moments_prefix: str  # <moments_prefix>/ingest_date=<date>/: PCA statistics of each night
     runs_prefix: str
     code_prefix: str
     logs_prefix: str
@@ -135,19 +142,39 @@ class RunConfig:
     # --- derived locations -------------------------------------------------------------------
     @property
     def run_prefix(self) -> str:
-        """Where this date's outputs live in the lake: a re-run replaces this and nothing else."""
+        """Where this date's models and reports live: a re-run replaces this and nothing else."""
         return f"{self.runs_prefix}/{self.run_date}"
 
     @property
+    def input_prefix_of_night(self) -> str:
+        """The night's photos: its own landing folder, or the run form's one-off override."""
+        return self.input_prefix or f"{self.landing_prefix}/{self.run_date}"
+
+    @property
     def input_uri(self) -> str:
-        return f"s3://{self.lake_bucket}/{self.landing_prefix}"
+        return f"s3://{self.lake_bucket}/{self.input_prefix_of_night}"
+
+    def partition_prefix(self, root_prefix: str) -> str:
+        """The night's Hive-style partition under a root prefix (features, quarantine, moments)."""
+        return f"{root_prefix}/ingest_date={self.run_date}"
+
+    @property
+    def features_partition_prefix(self) -> str:
+        return self.partition_prefix(self.features_prefix)
+
+    @property
+    def quarantine_partition_prefix(self) -> str:
+        return self.partition_prefix(self.quarantine_prefix)
+
+    def uri(self, prefix: str) -> str:
+        return f"s3://{self.lake_bucket}/{prefix}"
 
     def output_uri(self, name: str) -> str:
-        return f"s3://{self.lake_bucket}/{self.run_prefix}/{name}"
+        return self.uri(f"{self.run_prefix}/{name}")
 
     @property
     def model_cache_uri(self) -> str:
-        return f"s3://{self.lake_bucket}/{self.model_cache_prefix}"
+        return self.uri(self.model_cache_prefix)
 
     # --- building ------------------------------------------------------------------------------
     @classmethod
@@ -178,9 +205,11 @@ class RunConfig:
             run_date=str(params["run_date"]),
             region=_required(variable, "region"),
             lake_bucket=_required(variable, "lake_bucket"),
-            landing_prefix=_prefix(
-                params.get("input_prefix") or variable.get("landing_prefix", "landing")
-            ),
+            landing_prefix=_prefix(variable.get("landing_prefix", "landing")),
+            input_prefix=_prefix(params["input_prefix"]) if params.get("input_prefix") else None,
+            features_prefix=_prefix(variable.get("features_prefix", "features")),
+            quarantine_prefix=_prefix(variable.get("quarantine_prefix", "quarantine")),
+            moments_prefix=_prefix(variable.get("moments_prefix", "moments")),
             runs_prefix=_prefix(variable.get("runs_prefix", "runs")),
             code_prefix=_prefix(variable.get("code_prefix", "code")),
             logs_prefix=_prefix(variable.get("logs_prefix", "emr-logs")),
@@ -219,9 +248,23 @@ class RunConfig:
             self.azure_container,
             "an Azure container name (3-63 lowercase letters, digits, single hyphens)",
         )
-        for name in ("landing_prefix", "runs_prefix", "code_prefix", "logs_prefix", "azure_prefix"):
+        for name in (*PREFIXES, "azure_prefix"):
             value = getattr(self, name)
             _check(bool(value) and bool(PREFIX.match(value)), name, value, "a non-empty key prefix")
+        if self.input_prefix is not None:
+            _check(
+                bool(PREFIX.match(self.input_prefix)),
+                "input_prefix",
+                self.input_prefix,
+                "a key prefix in the lake bucket",
+            )
+        roots = [getattr(self, name) for name in OUTPUT_ROOTS]
+        _check(
+            len(set(roots)) == len(roots),
+            "/".join(OUTPUT_ROOTS),
+            roots,
+            "distinct prefixes (each holds its own partitions)",
+        )
         _check(0 < self.pca_variance <= 1, "pca_variance", self.pca_variance, "a number in (0, 1]")
         _check(
             self.pca_k is None or 1 <= self.pca_k <= 1280,

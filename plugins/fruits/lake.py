@@ -2,9 +2,11 @@
 
 - the Spark code bundle, uploaded under a content-addressed prefix (skipped when already there);
 - the pinned weights artifact, checked against its sha256;
-- the export's verification: every object of the run in S3 must be in Azure with the same size
-  (and MD5 where both sides have one), then a `LATEST.json` pointer for the date is written and
-  older attempts of that date are removed.
+- the night's photos, counted before anything is started;
+- the export's verification: every object the night published (its features and quarantine
+  partitions, runs/<date>/) must be in Azure with the same size (and MD5 where both sides have
+  one), then a `LATEST.json` pointer for the date is written and older attempts of that date are
+  removed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fruits.spark_steps import SHARED_MODULES
 from fruits.wheel import build_wheel, wheel_filename
 
 BUNDLE_MARKER = "_BUNDLE.json"  # written last: its presence means the bundle is complete
@@ -60,6 +63,16 @@ def list_objects(s3_hook, bucket: str, prefix: str) -> dict[str, dict[str, Any]]
     return objects
 
 
+# The extensions featurize reads, in any case (spark_jobs/featurize.py, IMAGE_EXTENSIONS).
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def count_photos(s3_hook, bucket: str, prefix: str) -> int:
+    """Objects under prefix/ whose name featurize would read as a photo."""
+    keys = s3_hook.list_keys(bucket_name=bucket, prefix=prefix.rstrip("/") + "/") or []
+    return sum(1 for key in keys if key.lower().endswith(PHOTO_SUFFIXES))
+
+
 def clear_prefix(s3_hook, bucket: str, prefix: str) -> int:
     """Delete every object under prefix/; return how many there were."""
     keys = s3_hook.list_keys(bucket_name=bucket, prefix=prefix.rstrip("/") + "/") or []
@@ -73,11 +86,13 @@ def clear_prefix(s3_hook, bucket: str, prefix: str) -> int:
 
 def bundle_files(spark_jobs_dir: Path) -> dict[str, bytes]:
     """What runs on the cluster: the job scripts, their requirements, the bootstrap script,
-    and `jobio.py` again as a wheel (Databricks installs libraries; EMR takes --py-files)."""
+    and the shared modules again as a wheel (Databricks installs libraries; EMR takes
+    --py-files)."""
     patterns = ("*.py", "requirements.txt", "bootstrap/*.sh")
     paths = sorted({p for pattern in patterns for p in spark_jobs_dir.glob(pattern)})
     files = {p.relative_to(spark_jobs_dir).as_posix(): p.read_bytes() for p in paths}
-    files[JOBIO_WHEEL] = build_wheel("fruits_jobio", "1.0", {"jobio.py": files["jobio.py"]})
+    shared = {module: files[module] for module in SHARED_MODULES}
+    files[JOBIO_WHEEL] = build_wheel("fruits_jobio", "1.0", shared)
     return files
 
 
@@ -136,6 +151,14 @@ def verify_weights(s3_hook, uri: str, expected_sha256: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class ExportSources:
+    """What a night publishes: folder in the published copy -> prefix in the lake bucket."""
+
+    bucket: str
+    prefixes: dict[str, str]  # distinct folders: each copy empties its own before it starts
+
+
+@dataclass(frozen=True)
 class ExportTarget:
     container: str
     date_prefix: str  # <azure_prefix>/<run date>
@@ -149,6 +172,28 @@ class ExportTarget:
 def attempt_name(run_id: str) -> str:
     """A DAG run id as a blob folder name (no ':' or '+')."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+
+
+def export_copies(sources: ExportSources, target: ExportTarget) -> list[dict[str, str]]:
+    """One S3ToAzureBlobStorageOperator copy per source prefix (its s3_prefix takes no slash)."""
+    return [
+        {
+            "s3_bucket": sources.bucket,
+            "s3_prefix": prefix,
+            "container_name": target.container,
+            "blob_prefix": f"{target.blob_prefix}/{folder}",
+        }
+        for folder, prefix in sources.prefixes.items()
+    ]
+
+
+def expected_objects(s3_hook, sources: ExportSources) -> dict[str, dict[str, Any]]:
+    """Every object the copy must hold, by its name relative to the copy's folder."""
+    return {
+        f"{folder}/{name}": meta
+        for folder, prefix in sources.prefixes.items()
+        for name, meta in list_objects(s3_hook, sources.bucket, prefix).items()
+    }
 
 
 def list_blobs(wasb_hook, container: str, prefix: str) -> dict[str, dict[str, Any]]:
@@ -177,12 +222,12 @@ def compare(expected: dict[str, dict], actual: dict[str, dict]) -> list[str]:
 
 
 def verify_and_publish(
-    s3_hook, wasb_hook, bucket: str, run_prefix: str, target: ExportTarget, run_id: str
+    s3_hook, wasb_hook, sources: ExportSources, target: ExportTarget, run_id: str
 ) -> dict[str, Any]:
     """Check the copy object by object; then point LATEST.json at it and drop older attempts."""
-    expected = list_objects(s3_hook, bucket, run_prefix)
+    expected = expected_objects(s3_hook, sources)
     if not expected:
-        raise ExportMismatch(f"nothing to export under s3://{bucket}/{run_prefix}/")
+        raise ExportMismatch(f"nothing to export from s3://{sources.bucket}/ {sources.prefixes}")
     actual = list_blobs(wasb_hook, target.container, target.blob_prefix)
     actual.pop(EXPORT_MANIFEST, None)
     problems = compare(expected, actual)
@@ -193,7 +238,10 @@ def verify_and_publish(
         )
     manifest = {
         "run_id": run_id,
-        "source": f"s3://{bucket}/{run_prefix}/",
+        "sources": {
+            folder: f"s3://{sources.bucket}/{prefix}/"
+            for folder, prefix in sources.prefixes.items()
+        },
         "destination": f"{target.container}/{target.blob_prefix}/",
         "objects": expected,
         "total_bytes": sum(o["size"] for o in expected.values()),

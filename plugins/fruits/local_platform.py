@@ -1,16 +1,21 @@
 """The local platform: the same Spark job, the same arguments, Spark in local mode.
 
-Spark cannot read `s3://` here (no Hadoop S3 connector can be installed offline), so a job's
-S3 inputs are staged to a scratch folder through the Amazon provider's S3Hook, `spark-submit`
-runs the code bundle downloaded from its content-addressed prefix, and the outputs are uploaded
-back, replacing what the prefix held. The job's arguments are the EMR step's, with each URI
-swapped for its staged copy.
+Spark cannot read `s3://` here (no Hadoop S3 connector can be installed offline), so a job's S3
+inputs are staged through the Amazon provider's S3Hook into a local mirror of the lake
+(`<scratch>/lake/<bucket>/<key>`), `spark-submit` runs the code bundle downloaded from its
+content-addressed prefix, and the outputs are uploaded back, replacing what their prefix held.
+The job's arguments are the EMR step's, with each URI swapped for its place in the mirror: the
+same paths every run, so a re-run writes the same bytes. A job's caches (the converted model,
+each night's PCA statistics) live in the lake as on EMR: staged before, and what the job added
+or changed uploaded after.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,28 +33,70 @@ LOCAL_SPARK_OPTIONS = ("--driver-memory", "4g", "--conf", "spark.log.level=WARN"
 
 
 def run_job(job: SparkJob, code_uri: str, s3_hook, scratch_root: str) -> None:
-    Path(scratch_root).mkdir(parents=True, exist_ok=True)
+    mirror = Path(scratch_root, "lake")
     with tempfile.TemporaryDirectory(prefix=f"fruits-{job.name}-", dir=scratch_root) as scratch:
-        root = Path(scratch)
-        code = download(s3_hook, code_uri, root / "code")
-        local_inputs = {
-            flag: download(s3_hook, uri, root / "in" / flag.strip("-"))
-            for flag, uri in job.inputs.items()
+        code = download(s3_hook, code_uri, Path(scratch, "code"))
+        inputs = {flag: stage(s3_hook, uri, mirror) for flag, uri in job.inputs.items()}
+        caches = {
+            flag: stage(s3_hook, uri, mirror, missing_ok=True) for flag, uri in job.caches.items()
         }
-        local_outputs = {flag: root / "out" / flag.strip("-") for flag in job.outputs}
-        # Caches stay on this machine, beside the scratch folders, from one run to the next.
-        local_caches = {flag: Path(scratch_root, "caches", flag.strip("-")) for flag in job.caches}
+        cached = {flag: digests(path) for flag, path in caches.items()}
+        outputs = {flag: empty_folder(mirrored(uri, mirror)) for flag, uri in job.outputs.items()}
         staged = SparkJob(
             job.name,
-            inputs={flag: str(path) for flag, path in local_inputs.items()},
-            outputs={flag: str(path) for flag, path in local_outputs.items()},
+            inputs={flag: str(path) for flag, path in inputs.items()},
+            outputs={flag: str(path) for flag, path in outputs.items()},
             options=job.options,
-            caches={flag: str(path) for flag, path in local_caches.items()},
+            caches={flag: str(path) for flag, path in caches.items()},
         )
         command = staged.spark_submit(str(code), "--master", "local[*]", *LOCAL_SPARK_OPTIONS)
         spark_submit(command, log.info, job.name)
         for flag, uri in job.outputs.items():
-            upload_replacing(s3_hook, local_outputs[flag], uri)
+            upload_replacing(s3_hook, outputs[flag], uri)
+        for flag, uri in job.caches.items():
+            upload_changed(s3_hook, caches[flag], uri, cached[flag])
+
+
+def mirrored(uri: str, mirror: Path) -> Path:
+    bucket, key = split_s3_uri(uri)
+    return mirror / bucket / key
+
+
+def empty_folder(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def stage(s3_hook, uri: str, mirror: Path, missing_ok: bool = False) -> Path:
+    """The object or prefix, freshly downloaded to its place in the mirror (nothing stale)."""
+    target = mirrored(uri, mirror)
+    if target.is_file():
+        target.unlink()
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        return download(s3_hook, uri, target)
+    except FileNotFoundError:
+        if missing_ok:  # a cache no run has written yet
+            return empty_folder(target)
+        raise
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+def upload_changed(s3_hook, folder: Path, uri: str, before: dict[str, str]) -> None:
+    """Upload what the job added to a cache or changed in it; a cache is never pruned here."""
+    bucket, key = split_s3_uri(uri)
+    for relative, digest in digests(folder).items():
+        if before.get(relative) != digest and not relative.endswith(HADOOP_SIDE_FILES):
+            target = f"{key.rstrip('/')}/{relative}"
+            s3_hook.load_file(str(folder / relative), key=target, bucket_name=bucket, replace=True)
 
 
 def spark_submit(command: list[str], echo: Callable[[str], None], name: str) -> None:
@@ -77,13 +124,13 @@ def spark_submit(command: list[str], echo: Callable[[str], None], name: str) -> 
 
 
 def download(s3_hook, uri: str, target: Path) -> Path:
-    """An object to target/<name>, or every object under a prefix into target/ (same layout)."""
+    """An object to the file `target`, or every object under a prefix into the folder `target`
+    (same layout)."""
     bucket, key = split_s3_uri(uri)
     if key and s3_hook.check_for_key(key, bucket_name=bucket):
-        target.mkdir(parents=True, exist_ok=True)
-        path = target / key.rsplit("/", 1)[-1]
-        s3_hook.get_conn().download_file(bucket, key, str(path))
-        return path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3_hook.get_conn().download_file(bucket, key, str(target))
+        return target
     folder = key.rstrip("/") + "/"
     keys = [
         k

@@ -13,6 +13,9 @@ from typing import Any
 from fruits.config import RunConfig
 
 JOB_ORDER = ("featurize", "pca", "classify")
+# The modules the job scripts import from each other: --py-files on EMR and locally, a wheel on
+# Databricks (lake.bundle_files).
+SHARED_MODULES = ("jobio.py", "splits.py")
 
 
 @dataclass(frozen=True)
@@ -51,21 +54,22 @@ class SparkJob:
         return [part for flag, uri in pairs for part in (flag, uri)] + list(self.options)
 
     def spark_submit(self, code_uri: str, *spark_options: str) -> list[str]:
-        """`spark-submit [options] --py-files <code>/jobio.py <code>/<job>.py <arguments>`."""
+        """`spark-submit [options] --py-files <code>/jobio.py,… <code>/<job>.py <arguments>`."""
         code = code_uri.rstrip("/")
         return [
             "spark-submit",
             *spark_options,
             "--py-files",
-            f"{code}/jobio.py",
+            ",".join(f"{code}/{module}" for module in SHARED_MODULES),
             f"{code}/{self.script}",
             *self.arguments(),
         ]
 
 
 def pipeline_jobs(config: RunConfig) -> list[SparkJob]:
-    """featurize -> pca -> classify over the run's folder in the lake."""
-    features, pca = config.output_uri("features"), config.output_uri("pca")
+    """The night of `run_date`: featurize its photos into its own partition, then refit PCA and
+    the classifier over the history of every night up to it."""
+    features, pca = config.uri(config.features_partition_prefix), config.output_uri("pca")
     pca_choice = (
         ("--k", str(config.pca_k)) if config.pca_k else ("--variance", str(config.pca_variance))
     )
@@ -73,12 +77,20 @@ def pipeline_jobs(config: RunConfig) -> list[SparkJob]:
         SparkJob(
             "featurize",
             inputs={"--input": config.input_uri, "--weights": config.weights_uri},
-            outputs={"--output": features, "--quarantine": config.output_uri("quarantine")},
+            outputs={
+                "--output": features,
+                "--quarantine": config.uri(config.quarantine_partition_prefix),
+            },
             # Converting the weights to TFLite takes ~20 s of driver time: once per weights.
             caches={"--model-cache": config.model_cache_uri},
         ),
         SparkJob(
-            "pca", inputs={"--input": features}, outputs={"--output": pca}, options=pca_choice
+            "pca",
+            inputs={"--features": config.uri(config.features_prefix)},
+            outputs={"--output": pca},
+            options=("--until", config.run_date, *pca_choice),
+            # Each night's PCA statistics, computed once and reused by every later night.
+            caches={"--moments": config.uri(config.moments_prefix)},
         ),
         SparkJob(
             "classify",
