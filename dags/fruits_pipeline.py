@@ -216,7 +216,7 @@ def fruits_pipeline():
         s3_verify=DEPLOYMENT.s3_verify,
         pre_execute=empty_export_folder,
         trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
-    ).expand_kwargs(plan["copies"])  # one copy per source prefix (lake.export_copies)
+    ).expand_kwargs(plan_export(plan["config"]))  # one copy per folder of the night's outputs
     chain(
         [emr_path[-1], local_path[-1], run_on_databricks],
         copy_to_azure,
@@ -225,7 +225,7 @@ def fruits_pipeline():
 
 
 @task(multiple_outputs=True)
-def resolve_config(params=None, ds=None, run_id=None) -> dict:
+def resolve_config(params=None, ds=None) -> dict:
     """Validate every setting before anything is created; what later tasks template from."""
     try:
         variable = parse_variable(Variable.get("fruits_config", default=None))
@@ -235,10 +235,13 @@ def resolve_config(params=None, ds=None, run_id=None) -> dict:
         check_connections_exist(*connections_needed(config.platform))
     except ConfigError as error:
         raise AirflowFailException(f"invalid configuration: {error}") from None
-    return {
-        "config": config.to_dict(),
-        "copies": lake.export_copies(export_sources(config), export_target(config, run_id)),
-    }
+    return {"config": config.to_dict()}
+
+
+@task
+def plan_export(config: dict, run_id=None) -> list[dict]:
+    run = RunConfig.from_dict(config)
+    return lake.export_copies(export_sources(run), export_target(run, run_id))
 
 
 def connections_needed(platform: str) -> list[str]:

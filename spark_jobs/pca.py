@@ -187,6 +187,7 @@ class Moments:
 
 
 MOMENTS_SCHEMA = pa.schema([("partition", pa.int64()), ("moments", pa.binary())])
+MOMENTS_DDL = "partition bigint, moments binary"
 
 
 def partition_moments(batches):
@@ -216,7 +217,7 @@ def training_moments(features: DataFrame, feature_size: int) -> Moments:
     from splits import assign_splits
 
     training = assign_splits(features).where(F.col("split") == "Training").select("features")
-    parts = training.mapInArrow(partition_moments, MOMENTS_SCHEMA).collect()
+    parts = training.mapInArrow(partition_moments, MOMENTS_DDL).collect()
     total = Moments.empty(feature_size)
     for row in sorted(parts, key=lambda row: row["partition"]):
         total = total.merge(Moments.from_bytes(bytes(row["moments"])))

@@ -34,6 +34,7 @@ LOCAL_SPARK_OPTIONS = ("--driver-memory", "4g", "--conf", "spark.log.level=WARN"
 
 def run_job(job: SparkJob, code_uri: str, s3_hook, scratch_root: str) -> None:
     mirror = Path(scratch_root, "lake")
+    mirror.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"fruits-{job.name}-", dir=scratch_root) as scratch:
         code = download(s3_hook, code_uri, Path(scratch, "code"))
         inputs = {flag: stage(s3_hook, uri, mirror) for flag, uri in job.inputs.items()}
