@@ -47,7 +47,8 @@ def write_outputs(s3, job: str, arguments: list[str]) -> None:
 
 @contextmanager
 def seeded_cloud(workdir: Path, weights: Path):
-    """moto + Azurite, a lake with one photo and the weights, and the Airflow connections and
+    """moto + Azurite, a lake with the weights and one photo landed on 2026-11-25, and the
+    Airflow connections and
     Variable pointing at them (the AWS one with the recognisable fake credentials)."""
     with local_cloud(workdir, threaded_moto=True) as endpoints:
         # A threaded moto keeps its state in this process: start from an empty cloud, whatever
@@ -56,7 +57,9 @@ def seeded_cloud(workdir: Path, weights: Path):
         urllib.request.urlopen(reset, timeout=30).close()  # noqa: S310 (loopback URL)
         s3 = lake.s3_client(endpoints)
         lake.create_lake(s3)
-        s3.put_object(Bucket=lake.LAKE_BUCKET, Key="landing/Training/Kiwi/1.jpg", Body=b"jpeg")
+        s3.put_object(
+            Bucket=lake.LAKE_BUCKET, Key="landing/2026-11-25/Training/Kiwi/1.jpg", Body=b"jpeg"
+        )
         weights_uri, sha256 = lake.upload_weights(s3, weights)
         connections = endpoints.airflow_env()
         aws = json.loads(connections["AIRFLOW_CONN_FRUITS_AWS"])

@@ -17,11 +17,17 @@ def build(params=None, **variable):
     )
 
 
-def test_a_valid_config_derives_the_run_locations():
-    config = build({"input_prefix": "/landing/2026-11-25/"})
-    assert config.input_uri == "s3://fruits-lake/landing/2026-11-25"
-    assert config.output_uri("features") == "s3://fruits-lake/runs/2026-11-25/features"
+def test_a_valid_config_derives_the_nights_locations():
+    config = build()
+    assert config.input_uri == "s3://fruits-lake/landing/2026-11-25"  # the night's photos only
+    assert config.features_partition_prefix == "features/ingest_date=2026-11-25"
+    assert config.quarantine_partition_prefix == "quarantine/ingest_date=2026-11-25"
+    assert config.output_uri("pca") == "s3://fruits-lake/runs/2026-11-25/pca"
     assert RunConfig.from_dict(config.to_dict()) == config
+    # A one-off input: other photos, the same night's partition.
+    one_off = build({"input_prefix": "/uploads/batch-7/"})
+    assert one_off.input_uri == "s3://fruits-lake/uploads/batch-7"
+    assert one_off.features_partition_prefix == config.features_partition_prefix
 
 
 def test_platform_settings_come_from_prefixed_variable_keys():
@@ -44,6 +50,8 @@ def test_platform_settings_come_from_prefixed_variable_keys():
         ({}, {"weights_sha256": "abc"}, "weights_sha256='abc'"),
         ({}, {"lake_bucket": ""}, "lake_bucket is required"),
         ({}, {"lake_buckt": "x"}, "unknown setting(s) ['lake_buckt']"),
+        ({}, {"moments_prefix": "runs"}, "distinct prefixes"),
+        ({}, {"features_prefix": "feat ures?"}, "features_prefix='feat ures?'"),
         ({}, {"databricks_num_workers": 0}, "databricks_num_workers=0"),
         ({}, {"databricks_spark_version": "latest"}, "databricks_spark_version='latest'"),
         ({}, {"emr_core_instance_count": 0}, "emr_core_instance_count=0"),

@@ -215,11 +215,18 @@ def test_transient_s3_errors_are_retried(pipeline_dag, cloud, monkeypatch):
     assert copied == expected_export() | {"_EXPORT_MANIFEST.json"}
 
 
+NIGHT_PREFIXES = (  # what the night of 2026-11-25 writes in the lake
+    "features/ingest_date=2026-11-25/",
+    "quarantine/ingest_date=2026-11-25/",
+    "runs/2026-11-25/",
+)
+
+
 def run_outputs(s3) -> dict[str, bytes]:
-    listed = s3.list_objects_v2(Bucket=lake.LAKE_BUCKET, Prefix="runs/2026-11-25/")
     return {
         item["Key"]: s3.get_object(Bucket=lake.LAKE_BUCKET, Key=item["Key"])["Body"].read()
-        for item in listed.get("Contents", [])
+        for prefix in NIGHT_PREFIXES
+        for item in s3.list_objects_v2(Bucket=lake.LAKE_BUCKET, Prefix=prefix).get("Contents", [])
     }
 
 
@@ -253,17 +260,28 @@ def test_the_copy_is_verified_blob_by_blob(cloud):
     endpoints, s3 = cloud
     s3_hook, wasb = S3Hook(aws_conn_id="fruits_aws"), WasbHook(wasb_conn_id="fruits_wasb")
     target = fruits_lake.ExportTarget(lake.CONTAINER, "fruits/2026-11-30", "attempt1")
-    s3.put_object(Bucket=lake.LAKE_BUCKET, Key="runs/2026-11-30/pca/report.json", Body=b"{}" * 50)
-    s3.put_object(Bucket=lake.LAKE_BUCKET, Key="runs/2026-11-30/classify/metrics.json", Body=b"{}")
-    for key in ("pca/report.json", "classify/metrics.json"):
-        body = s3.get_object(Bucket=lake.LAKE_BUCKET, Key=f"runs/2026-11-30/{key}")["Body"].read()
+    sources = fruits_lake.ExportSources(
+        lake.LAKE_BUCKET,
+        {
+            "features": "features/ingest_date=2026-11-30",
+            "pca": "runs/2026-11-30/pca",
+            "classify": "runs/2026-11-30/classify",
+        },
+    )
+    objects = {
+        "features/ingest_date=2026-11-30/part-0.parquet": ("features/part-0.parquet", b"PAR1"),
+        "runs/2026-11-30/pca/report.json": ("pca/report.json", b"{}" * 50),
+        "runs/2026-11-30/classify/metrics.json": ("classify/metrics.json", b"{}"),
+    }
+    for key, (blob, body) in objects.items():
+        s3.put_object(Bucket=lake.LAKE_BUCKET, Key=key, Body=body)
         wasb.load_string(
-            body.decode(), lake.CONTAINER, f"{target.blob_prefix}/{key}", create_container=True
+            body.decode(), lake.CONTAINER, f"{target.blob_prefix}/{blob}", create_container=True
         )
     verify = lambda: fruits_lake.verify_and_publish(  # noqa: E731
-        s3_hook, wasb, lake.LAKE_BUCKET, "runs/2026-11-30", target, "attempt1"
+        s3_hook, wasb, sources, target, "attempt1"
     )
-    assert verify()["objects"] == 2
+    assert verify()["objects"] == 3
 
     wasb.load_string("{}", lake.CONTAINER, f"{target.blob_prefix}/pca/report.json", overwrite=True)
     with pytest.raises(fruits_lake.ExportMismatch, match="size differs: pca/report.json"):

@@ -12,16 +12,17 @@ from localdev import lake
 VARIABLE = lake.fruits_config("s3://fruits-lake/models/mobilenet.weights.h5", "e" * 64)
 UPSTREAM = {  # task -> the tasks it waits for: the pipeline's order, exactly
     "resolve_config": set(),
-    "upload_spark_jobs": {"resolve_config"},
-    "check_weights": {"resolve_config"},
-    "plan_spark_jobs": {"resolve_config"},
-    "clear_run_folder": {"resolve_config"},
+    "find_new_photos": {"resolve_config"},
+    "upload_spark_jobs": {"resolve_config", "find_new_photos"},
+    "check_weights": {"resolve_config", "find_new_photos"},
+    "plan_spark_jobs": {"resolve_config", "find_new_photos"},
+    "clear_night_outputs": {"resolve_config", "find_new_photos"},
     "choose_platform": {
         "resolve_config",
         "upload_spark_jobs",
         "check_weights",
         "plan_spark_jobs",
-        "clear_run_folder",
+        "clear_night_outputs",
     },
     "emr_job_flow": {"choose_platform", "resolve_config", "upload_spark_jobs"},
     "create_emr_cluster": {"emr_job_flow"},
@@ -45,8 +46,9 @@ UPSTREAM = {  # task -> the tasks it waits for: the pipeline's order, exactly
     "define_databricks_job": {"databricks_job_settings"},
     "run_on_databricks": {"define_databricks_job", "databricks_job_settings"},
     "release_databricks_run": {"run_on_databricks", "define_databricks_job"},
+    "plan_export": {"resolve_config"},
     "copy_to_azure": {
-        "resolve_config",
+        "plan_export",
         "watch_classify_step",
         "run_classify_locally",
         "run_on_databricks",
@@ -123,11 +125,16 @@ def test_the_steps_are_valid_add_job_flow_steps_requests(params):
         "--deploy-mode",
         "client",
         "--py-files",
-        "s3://fruits-lake/code/abc/jobio.py",
+        "s3://fruits-lake/code/abc/jobio.py,s3://fruits-lake/code/abc/splits.py",
     ]
     assert featurize[5] == "s3://fruits-lake/code/abc/featurize.py"
-    assert "s3://fruits-lake/runs/2026-11-25/features" in featurize
-    cache = featurize[featurize.index("--model-cache") + 1]
-    assert cache == "s3://fruits-lake/models/compiled"  # outside the run folder: kept
+    flags = [dict(zip(args[6::2], args[7::2], strict=False)) for args in (featurize, pca, classify)]
+    assert flags[0]["--input"] == "s3://fruits-lake/landing/2026-11-25"  # the night's photos only
+    assert flags[0]["--output"] == "s3://fruits-lake/features/ingest_date=2026-11-25"
+    assert flags[0]["--quarantine"] == "s3://fruits-lake/quarantine/ingest_date=2026-11-25"
+    assert flags[0]["--model-cache"] == "s3://fruits-lake/models/compiled"  # kept across nights
+    assert flags[1]["--features"] == "s3://fruits-lake/features"  # the whole history...
+    assert flags[1]["--until"] == "2026-11-25"  # ...up to the night
+    assert flags[1]["--moments"] == "s3://fruits-lake/moments"
     assert ("--k" in pca) == ("pca_k" in params)
-    assert "s3://fruits-lake/runs/2026-11-25/pca/vectors" in classify
+    assert flags[2]["--input"] == "s3://fruits-lake/runs/2026-11-25/pca/vectors"

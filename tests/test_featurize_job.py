@@ -200,23 +200,29 @@ def test_the_guard_catches_a_worker_that_loads_weights(tmp_path, pretrained_weig
 
 
 def test_pca_on_these_real_features_equals_numpys(run, spark, tmp_path):
-    """Spark ML PCA on real MobileNetV2 features (dead channels and all) against an SVD of the
-    centred matrix: same explained variance, same components up to sign, centred projections."""
+    """Spark ML PCA on real MobileNetV2 features (dead channels and all), as one night, against
+    an SVD of the centred Training rows: same explained variance, same components up to sign,
+    every row projected and centred by the Training mean."""
     import pca
 
     root, _, _ = run
-    pca.main(["--input", str(root / "out" / "features"), "--output", str(tmp_path), "--k", "5"])
+    night = tmp_path / "features" / "ingest_date=2026-11-25"
+    shutil.copytree(root / "out" / "features", night)
+    pca.main(
+        ["--features", str(tmp_path / "features"), "--until", "2026-11-25"]
+        + ["--output", str(tmp_path / "pca"), "--k", "5"]
+    )
     features = read_parquet(root / "out" / "features")
-    projected = read_parquet(tmp_path / "vectors")
-    projected = projected.set_index("path").loc[features["path"]]
+    projected = read_parquet(tmp_path / "pca" / "vectors").set_index("path").loc[features["path"]]
     matrix = np.stack(features["features"]).astype(np.float64)
-    centred = matrix - matrix.mean(axis=0)
-    _, singular, components = np.linalg.svd(centred, full_matrices=False)
+    training = matrix[(features["split"] == "Training").to_numpy()]
+    mean = training.mean(axis=0)
+    _, singular, components = np.linalg.svd(training - mean, full_matrices=False)
     variance = singular**2 / (singular**2).sum()
 
-    report = json.loads((tmp_path / "report.json").read_text())
+    report = json.loads((tmp_path / "pca" / "report.json").read_text())
+    assert report["rows"] == {"fitted": len(training), "projected": len(matrix)}
     np.testing.assert_allclose(report["explained_variance"][:5], variance[:5], rtol=1e-4)
     ours = np.stack(projected["pca_features"]).astype(np.float64)
-    reference = centred @ components[:5].T
+    reference = (matrix - mean) @ components[:5].T
     np.testing.assert_allclose(np.abs(ours), np.abs(reference), atol=1e-3 * np.abs(reference).max())
-    assert np.abs(ours.mean(axis=0)).max() < 1e-4

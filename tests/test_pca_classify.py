@@ -24,7 +24,7 @@ def test_k_is_the_fewest_components_reaching_the_target():
     assert pca.choose_k([0.3, 0.9499999999999], 0.95) == 2  # float noise at the threshold
 
 
-@pytest.mark.parametrize(("k", "message"), [(1281, "feature size"), (101, "number of Training rows")])
+@pytest.mark.parametrize(("k", "message"), [(1281, "feature size"), (101, "Training rows")])
 def test_a_k_too_large_is_refused(k, message):
     with pytest.raises(SystemExit, match=message):
         pca.check_k(k, feature_size=1280, rows=100)
