@@ -668,7 +668,7 @@ def main(argv: list[str] | None = None) -> None:
         jobio.join(args.output, "_manifest.json"),
         build_manifest(args, loaded, counts, spark.version),
     )
-    print(f"featurize: {counts} -> {args.output} ({time.time() - started:.1f} s)")
+    print(f"featurize: {counts} -> {args.output} in {time.time() - started:.3f} s")
 
 
 def build_manifest(

@@ -1,7 +1,7 @@
-"""The README's main job, for real: moto server + Azurite processes, `airflow dags test`,
-the DAG on platform local running the three Spark jobs, the export verified in Azurite."""
+"""The README's main job, for real, two nights in a row: moto server + Azurite processes,
+`airflow dags test`, the DAG on platform local running the three Spark jobs, the export verified
+in Azurite, the lake kept on disk between the two runs."""
 
-import hashlib
 import json
 
 import pytest
@@ -9,39 +9,66 @@ import pytest
 from localdev import run_pipeline
 
 pytestmark = pytest.mark.e2e
+NIGHTS = ("2026-11-23", "2026-11-24")
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory, pretrained_weights):
+def two_nights(tmp_path_factory, pretrained_weights):
+    """The bundled sample landed on two nights: the second featurizes only its own photos."""
     workdir = tmp_path_factory.mktemp("local-run")
-    return run_pipeline.main(
-        ["--weights", str(pretrained_weights), "--date", "2026-11-24", "--workdir", str(workdir)]
-    )
+    common = ["--weights", str(pretrained_weights), "--workdir", str(workdir)]
+    first = run_pipeline.main([*common, "--date", NIGHTS[0], "--fresh"])
+    first_partition = {
+        p.relative_to(workdir): p.read_bytes()
+        for p in (workdir / "lake" / "features" / f"ingest_date={NIGHTS[0]}").rglob("*")
+        if p.is_file()
+    }
+    second = run_pipeline.main([*common, "--date", NIGHTS[1]])
+    return workdir, first, second, first_partition
 
 
-def test_every_output_arrived_in_azurite(local_run):
-    prefix = local_run["latest"]["prefix"]
-    names = {name[len(prefix) :] for name in local_run["blobs"]}
+def read(results, relative: str) -> dict:
+    return json.loads((results / relative).read_text())
+
+
+def test_every_output_arrived_in_azurite(two_nights):
+    _, _, second, _ = two_nights
+    prefix = second["latest"]["prefix"]
+    names = {name[len(prefix) :] for name in second["blobs"]}
     assert {"features/_manifest.json", "pca/report.json", "classify/metrics.json"} <= names
     assert {"pca/scree.png", "pca/projection.png", "_EXPORT_MANIFEST.json"} <= names
     assert any(n.startswith("features/part-") and n.endswith(".parquet") for n in names)
     assert any(n.startswith("quarantine/part-") for n in names)
     assert any(n.startswith("pca/model/") for n in names)
-    assert local_run["latest"]["objects"] == len(names) - 1  # all but the export manifest
+    assert second["latest"]["objects"] == len(names) - 1  # all but the export manifest
 
 
-def test_the_run_featurized_the_sample_and_scored_it(local_run):
-    results = local_run["results"]
-    manifest = json.loads((results / "features" / "_manifest.json").read_text())
-    assert manifest["counts"] == {"read": 109, "featurized": 108, "quarantined": 1}
-    # A fresh machine converts the weights once and keeps the model for the next runs.
-    assert manifest["model"]["compiled_from"] == "weights"
-    kept = list((results.parent / "scratch" / "caches" / "model-cache").glob("*.tflite"))
-    assert [hashlib.sha256(k.read_bytes()).hexdigest() for k in kept] == [
-        manifest["model"]["broadcast_sha256"]
-    ]
-    report = json.loads((results / "pca" / "report.json").read_text())
-    assert report["explained_variance_at_k"] >= 0.95 and report["rows"] == 108
-    metrics = json.loads((results / "classify" / "metrics.json").read_text())
-    assert metrics["split_rule"] == "folders" and metrics["counts"] == {"Training": 72, "Test": 36}
+def test_each_night_featurizes_its_own_photos_and_refits_over_the_history(two_nights):
+    workdir, first, second, first_partition = two_nights
+    for run in (first, second):  # the sample, landed each night: 108 photos and one HTML page
+        manifest = read(run["results"], "features/_manifest.json")
+        assert manifest["counts"] == {"read": 109, "featurized": 108, "quarantined": 1}
+    # The first night converts the weights; the second takes the model from the lake's cache.
+    assert read(first["results"], "features/_manifest.json")["model"]["compiled_from"] == "weights"
+    cached = read(second["results"], "features/_manifest.json")["model"]["compiled_from"]
+    assert cached.startswith("file:") and "/models/compiled/" in cached
+    assert list((workdir / "lake" / "models" / "compiled").glob("*.tflite"))
+
+    first_report = read(first["results"], "pca/report.json")
+    second_report = read(second["results"], "pca/report.json")
+    assert first_report["nights"] == [NIGHTS[0]]
+    assert first_report["rows"] == {"fitted": 72, "projected": 108}  # Training rows; all rows
+    assert second_report["nights"] == list(NIGHTS)
+    assert second_report["rows"] == {"fitted": 144, "projected": 216}
+    assert second_report["explained_variance_at_k"] >= 0.95
+    metrics = read(second["results"], "classify/metrics.json")
+    assert metrics["split_rule"] == "folders" and metrics["counts"] == {"Training": 144, "Test": 72}
     assert metrics["accuracy"] >= 0.9
+
+    # The second night left the first night's partition as it was, byte for byte.
+    saved = workdir / "lake" / "features" / f"ingest_date={NIGHTS[0]}"
+    assert {p.relative_to(workdir): p.read_bytes() for p in saved.rglob("*") if p.is_file()} == (
+        first_partition
+    )
+    kept = sorted(p.parent.name for p in (workdir / "lake" / "moments").rglob("*.npz"))
+    assert kept == [f"ingest_date={night}" for night in NIGHTS]
