@@ -36,10 +36,14 @@ def expected_export() -> set[str]:
 
 
 def write_outputs(s3, job: str, arguments: list[str]) -> None:
+    """What the job leaves under each output: its files, and nothing a crashed run left there
+    (the jobs write in overwrite mode)."""
     flags = dict(zip(arguments, arguments[1:], strict=False))  # each flag -> the value after it
     for flag in ("--output", "--quarantine"):
         if flag in flags:
             bucket, key = flags[flag][len("s3://") :].split("/", 1)
+            for old in s3.list_objects_v2(Bucket=bucket, Prefix=key + "/").get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=old["Key"])
             for name in OUTPUT_FILES[job] if flag == "--output" else ["part-0.parquet"]:
                 body = json.dumps({"job": job, "file": name}).encode()
                 s3.put_object(Bucket=bucket, Key=f"{key}/{name}", Body=body)
