@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import threading
+from datetime import timedelta
 
 import pytest
 
@@ -84,11 +85,11 @@ def cloud(tmp_path_factory, pretrained_weights):
         yield endpoints_and_s3
 
 
-def run_dag(pipeline_dag, s3, failing_step=None, hanging_step=None):
+def run_dag(pipeline_dag, s3, failing_step=None, hanging_step=None, logical_date=RUN_DATE):
     fake_emr = FakeEmr(s3, failing_step, hanging_step)
     fake_emr.start()
     try:
-        dag_run = pipeline_dag.test(logical_date=RUN_DATE, run_conf={"platform": "emr"})
+        dag_run = pipeline_dag.test(logical_date=logical_date, run_conf={"platform": "emr"})
     finally:
         fake_emr.stop.set()
         fake_emr.join()
@@ -124,6 +125,23 @@ def test_a_successful_run_publishes_to_azure_and_terminates_the_cluster(pipeline
     latest, copied = published(endpoints)
     assert copied == expected_export() | {"_EXPORT_MANIFEST.json"}
     assert latest["objects"] == len(expected_export())
+
+
+def test_a_night_without_photos_succeeds_and_starts_or_publishes_nothing(pipeline_dag, cloud):
+    endpoints, s3 = cloud
+    before_clusters, before_blobs = len(clusters(endpoints.s3_url)), blobs(endpoints)
+    empty_night = RUN_DATE + timedelta(days=1)  # nothing landed under landing/2026-11-26/
+    s3.put_object(Bucket=lake.LAKE_BUCKET, Key="landing/2026-11-26/notes.txt", Body=b"no photo")
+    dag_run, states, fake_emr = run_dag(pipeline_dag, s3, logical_date=empty_night)
+
+    assert dag_run.state == "success", states
+    assert states["find_new_photos"] == "success"
+    assert {state for task, state in states.items() if task not in FIRST} == {"skipped"}
+    assert len(clusters(endpoints.s3_url)) == before_clusters and fake_emr.ran == []
+    assert blobs(endpoints) == before_blobs  # nothing published, no LATEST.json for the date
+
+
+FIRST = ("resolve_config", "find_new_photos")
 
 
 def new_clusters(endpoints, before: set[str]) -> list[str]:
