@@ -207,6 +207,8 @@ def fruits_pipeline():
     chain(platform, databricks_job, define_job, run_on_databricks, release)
 
     # --- publish: copy the night's partitions and models, verify, point LATEST.json at it --------
+    copies = plan_export(plan["config"])
+    chain(photos, copies)
     copy_to_azure = S3ToAzureBlobStorageOperator.partial(
         task_id="copy_to_azure",
         aws_conn_id=DEPLOYMENT.aws_conn_id,
@@ -216,7 +218,7 @@ def fruits_pipeline():
         s3_verify=DEPLOYMENT.s3_verify,
         pre_execute=empty_export_folder,
         trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
-    ).expand_kwargs(plan_export(plan["config"]))  # one copy per folder of the night's outputs
+    ).expand_kwargs(copies)  # one copy per folder of the night's outputs
     chain(
         [emr_path[-1], local_path[-1], run_on_databricks],
         copy_to_azure,

@@ -88,7 +88,13 @@ def container(endpoints):
 
 
 def blobs(endpoints) -> dict[str, int]:
-    return {b.name: b.size for b in container(endpoints).list_blobs()}
+    """Every blob of the published container (none before the first export made it)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return {b.name: b.size for b in container(endpoints).list_blobs()}
+    except ResourceNotFoundError:
+        return {}
 
 
 def published(endpoints, run_date: str = "2026-11-25") -> tuple[dict, set[str]]:

@@ -46,7 +46,7 @@ UPSTREAM = {  # task -> the tasks it waits for: the pipeline's order, exactly
     "define_databricks_job": {"databricks_job_settings"},
     "run_on_databricks": {"define_databricks_job", "databricks_job_settings"},
     "release_databricks_run": {"run_on_databricks", "define_databricks_job"},
-    "plan_export": {"resolve_config"},
+    "plan_export": {"resolve_config", "find_new_photos"},
     "copy_to_azure": {
         "plan_export",
         "watch_classify_step",
