@@ -278,9 +278,7 @@ class RunConfig:
         )
 
 
-def run_date_of(
-    form_date: str | None, logical_date: datetime | None, run_after: datetime
-) -> str:
+def run_date_of(form_date: str | None, logical_date: datetime | None, run_after: datetime) -> str:
     """The date whose photos a run processes: the run form's `run_date` if given, else the date
     of the run's logical date, else the date of its `run_after`, in UTC.
 
