@@ -344,7 +344,9 @@ def _carrying(marker: str) -> list[psutil.Process]:
     return found
 
 
-def stop_all(root_pid: int, home_marker: str, grace_s: float = 30) -> list[psutil.Process]:
+def stop_all(
+    root_pid: int, home_marker: str, grace_s: float = 30, term_s: float = 10
+) -> list[psutil.Process]:
     """Stop standalone the way Ctrl-C does (it terminates its components), then terminate, then
     kill, by pid, whatever of its tree is still alive. Returns the processes that survived."""
     try:
@@ -361,7 +363,7 @@ def stop_all(root_pid: int, home_marker: str, grace_s: float = 30) -> list[psuti
         for proc in alive:
             with _gone_is_fine():
                 proc.terminate()
-        _, still = psutil.wait_procs(alive, timeout=10)
+        _, still = psutil.wait_procs(alive, timeout=term_s)
         for proc in still:
             with _gone_is_fine():
                 proc.kill()
