@@ -41,6 +41,14 @@ FINISHED = ("success", "failed")
 UNSUCCESSFUL_TASKS = ("failed", "upstream_failed", "up_for_retry")
 
 
+class ApiError(AssertionError):
+    """The api-server answered with an HTTP error; the message has its body."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
 @dataclass(frozen=True)
 class Run:
     """A DAG run as the REST API reports it, with its tasks' states."""
@@ -114,8 +122,8 @@ class AirflowServices:
             with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback)
                 text = response.read().decode()
         except urllib.error.HTTPError as error:
-            raise AssertionError(
-                f"{method} {path} -> HTTP {error.code}: {error.read().decode()[:2000]}"
+            raise ApiError(
+                f"{method} {path} -> HTTP {error.code}: {error.read().decode()[:2000]}", error.code
             ) from None
         return json.loads(text) if text else None
 
@@ -135,7 +143,9 @@ class AirflowServices:
         body = {"key": key, "value": value if isinstance(value, str) else json.dumps(value)}
         try:
             self.request("PATCH", f"/api/v2/variables/{key}", body)
-        except AssertionError:  # not there yet
+        except ApiError as error:
+            if error.status != 404:
+                raise
             self.request("POST", "/api/v2/variables", body)
 
     def trigger(
@@ -309,7 +319,7 @@ def _wait_until_ready(services: AirflowServices, process: subprocess.Popen, time
             )
         try:
             return ready()
-        except (OSError, AssertionError):
+        except (OSError, ApiError):  # not serving yet, or the DAG not parsed yet
             return False
 
     def healthy() -> bool:

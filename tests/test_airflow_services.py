@@ -195,3 +195,11 @@ def test_a_rerun_of_a_date_gives_the_same_outputs(cloud, rest_run, backfill):
         if not blob.name.endswith("/LATEST.json")
     }
     assert copies == {f"fruits/{BACKFILLED[0]}/{attempt_name(backfill[0].run_id)}"}, copies
+
+
+def test_the_harness_reads_task_logs_and_sets_variables(airflow, night):
+    # What explain() shows when a run fails: the task's own log lines, through the REST API.
+    assert "Done. Returned value was" in airflow.task_log(night.run_id, "resolve_config")
+    airflow.set_variable("fruits_probe", {"set": 1})
+    airflow.set_variable("fruits_probe", {"set": 2})  # the second time replaces it
+    assert airflow.request("GET", "/api/v2/variables/fruits_probe")["value"] == '{"set": 2}'
