@@ -55,6 +55,7 @@ from airflow.providers.microsoft.azure.transfers.s3_to_wasb import S3ToAzureBlob
 from airflow.sdk import (
     Asset,
     BaseHook,
+    CronDataIntervalTimetable,
     Param,
     TriggerRule,
     Variable,
@@ -67,7 +68,14 @@ from airflow.sdk.exceptions import AirflowFailException
 from azure.core.exceptions import ResourceNotFoundError
 
 from fruits import databricks, emr, lake, local_platform
-from fruits.config import PLATFORMS, ConfigError, Deployment, RunConfig, parse_variable
+from fruits.config import (
+    PLATFORMS,
+    ConfigError,
+    Deployment,
+    RunConfig,
+    parse_variable,
+    run_date_of,
+)
 from fruits.spark_steps import JOB_ORDER, SparkJob, pipeline_jobs
 
 log = logging.getLogger(__name__)
@@ -81,7 +89,10 @@ WRITTEN_IN_S3 = Asset(name="fruits_features_s3", uri=DEPLOYMENT.s3_asset_uri)
 
 @dag(
     dag_id="fruits_pipeline",
-    schedule="0 2 * * *",
+    # Each night at 02:00 UTC processes the day that just ended: a data-interval timetable gives
+    # the run at D+1 02:00 the logical date D 02:00 (Airflow 3's plain cron string would give it
+    # D+1), and a backfill from D1 to D3 02:00 makes one run per date D1, D2, D3.
+    schedule=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -98,7 +109,8 @@ WRITTEN_IN_S3 = Asset(name="fruits_features_s3", uri=DEPLOYMENT.s3_asset_uri)
             type=["null", "string"],
             format="date",
             title="Run date",
-            description="Whose photos to process (YYYY-MM-DD). Empty: the run's logical date.",
+            description="Whose photos to process (YYYY-MM-DD). Empty: the date of the run's "
+            "logical date (a night: the day that just ended), else of its run-after time.",
         ),
         "input_prefix": Param(
             None,
@@ -227,13 +239,12 @@ def fruits_pipeline():
 
 
 @task(multiple_outputs=True)
-def resolve_config(params=None, ds=None) -> dict:
+def resolve_config(params=None, dag_run=None) -> dict:
     """Validate every setting before anything is created; what later tasks template from."""
     try:
         variable = parse_variable(Variable.get("fruits_config", default=None))
-        config = RunConfig.build(
-            {**params, "run_date": params["run_date"] or ds}, variable, DEPLOYMENT
-        )
+        run_date = run_date_of(params["run_date"], dag_run.logical_date, dag_run.run_after)
+        config = RunConfig.build({**params, "run_date": run_date}, variable, DEPLOYMENT)
         check_connections_exist(*connections_needed(config.platform))
     except ConfigError as error:
         raise AirflowFailException(f"invalid configuration: {error}") from None

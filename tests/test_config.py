@@ -1,11 +1,12 @@
 """Invalid configuration fails before anything is created, naming the setting."""
 
 import tempfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from fruits.config import ConfigError, Deployment, RunConfig, parse_variable
+from fruits.config import ConfigError, Deployment, RunConfig, parse_variable, run_date_of
 from localdev import lake
 
 VARIABLE = lake.fruits_config("s3://fruits-lake/models/mobilenet.weights.h5", "e" * 64)
@@ -96,3 +97,26 @@ def test_a_missing_connection_is_named(monkeypatch, pipeline_dag):
     fruits_pipeline.check_connections_exist("fruits_aws")
     with pytest.raises(ConfigError, match="connection 'fruits_wasb' is missing"):
         fruits_pipeline.check_connections_exist("fruits_aws", "fruits_wasb")
+
+
+NIGHT = datetime(2026, 11, 24, 2, tzinfo=timezone.utc)  # the scheduled night's logical date
+TRIGGERED = datetime(2026, 11, 25, 9, 30, tzinfo=timezone.utc)  # its run_after, or a trigger's
+PARIS = timezone(timedelta(hours=1))
+
+
+@pytest.mark.parametrize(
+    ("form_date", "logical_date", "run_after", "expected"),
+    [
+        ("2026-03-01", NIGHT, TRIGGERED, "2026-03-01"),  # the form wins over everything
+        (None, NIGHT, TRIGGERED, "2026-11-24"),  # a night, a backfill, a UI trigger
+        ("", NIGHT, TRIGGERED, "2026-11-24"),  # an emptied form field counts as not given
+        (None, None, TRIGGERED, "2026-11-25"),  # REST / `airflow dags trigger`: no logical date
+        # The date is UTC's, like the schedule's: 00:30 in Paris is still the 24th in UTC.
+        (None, None, datetime(2026, 11, 25, 0, 30, tzinfo=PARIS), "2026-11-24"),
+        (None, datetime(2026, 11, 25, 0, 30, tzinfo=PARIS), TRIGGERED, "2026-11-24"),
+    ],
+)
+def test_a_runs_date_comes_from_the_form_then_logical_date_then_run_after(
+    form_date, logical_date, run_after, expected
+):
+    assert run_date_of(form_date, logical_date, run_after) == expected

@@ -1,11 +1,13 @@
 """The DAG as a reviewer sees it: imports cleanly, runs in this order, sends valid EMR requests."""
 
+from datetime import datetime, timezone
+
 import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
 from fruits import emr
-from fruits.config import Deployment, RunConfig
+from fruits.config import Deployment, RunConfig, run_date_of
 from fruits.spark_steps import pipeline_jobs
 from localdev import lake
 
@@ -88,6 +90,43 @@ def test_schedule_defaults_and_form(pipeline_dag):
     }
     add_steps = [t for t in pipeline_dag.tasks if t.task_id.startswith("add_")]
     assert add_steps and all(t.retries == 0 for t in add_steps)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+def scheduled_dates(dag, earliest: datetime, latest: datetime) -> list[tuple[str, datetime]]:
+    """(date processed, run_after) of the runs the scheduler's own timetable makes between two
+    logical dates: the serialized DAG is what the scheduler and a backfill iterate."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    scheduled = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    return [
+        (run_date_of(None, info.logical_date, info.run_after), info.run_after)
+        for info in scheduled.iter_dagrun_infos_between(earliest, latest)
+    ]
+
+
+def test_a_night_processes_the_day_that_just_ended(pipeline_dag):
+    # The run at 02:00 on the 25th is the night of the 24th.
+    assert scheduled_dates(pipeline_dag, utc(2026, 11, 24), utc(2026, 11, 24, 23)) == [
+        ("2026-11-24", utc(2026, 11, 25, 2))
+    ]
+
+
+def test_a_backfill_makes_one_run_per_date(pipeline_dag):
+    # A backfill's range bounds logical dates, D 02:00: up to the last date's 02:00 includes it,
+    assert [d for d, _ in scheduled_dates(pipeline_dag, utc(2026, 11, 1), utc(2026, 11, 3, 2))] == [
+        "2026-11-01",
+        "2026-11-02",
+        "2026-11-03",
+    ]
+    # and a bare date (midnight) ends the range the night before it (the README says so).
+    assert [d for d, _ in scheduled_dates(pipeline_dag, utc(2026, 11, 1), utc(2026, 11, 3))] == [
+        "2026-11-01",
+        "2026-11-02",
+    ]
 
 
 def emr_shape(operation: str):
