@@ -169,16 +169,19 @@ class AirflowServices:
         to_date: date | datetime,
         conf: dict | None = None,
         max_active_runs: int = 1,
+        reprocess: str = "none",
     ) -> int:
         """POST /api/v2/backfills over logical dates in [from_date, to_date]; its id.
 
-        One run at a time by default: nights in order, as the schedule would run them."""
+        One run at a time by default: nights in order, as the schedule would run them.
+        `reprocess` "completed" runs again the dates that already have a run."""
         body = {
             "dag_id": self.dag_id,
             "from_date": _iso(from_date),
             "to_date": _iso(to_date),
             "dag_run_conf": conf or {},
             "max_active_runs": max_active_runs,
+            "reprocess_behavior": reprocess,
         }
         return self.request("POST", "/api/v2/backfills", body)["id"]
 
@@ -204,6 +207,14 @@ class AirflowServices:
                 return run
             time.sleep(2)
         raise TimeoutError(f"run {run_id} still {run.state} after {timeout:.0f} s: {run.tasks}")
+
+    def wait_for_backfill(self, backfill_id: int, timeout: float = 1800) -> None:
+        """Poll until the backfill has completed (every run it made or re-ran is done)."""
+        wait_until(
+            lambda: self.request("GET", f"/api/v2/backfills/{backfill_id}")["completed_at"],
+            f"backfill {backfill_id} of {self.dag_id}",
+            timeout,
+        )
 
     def wait_for_new_run(self, run_type: str, known: set[str], timeout: float = 120) -> str:
         """The id of the first run of that type not in `known` (e.g. the scheduler's)."""

@@ -1,12 +1,16 @@
 """The DAG under real Airflow services: `airflow standalone` (api-server, scheduler with the
 LocalExecutor, dag-processor, triggerer as processes), platform local (Spark local mode), over
-a moto server and Azurite. Every way a run starts: the nightly schedule, the REST API and
-`airflow dags trigger` without a logical date (Airflow 3's default), a backfill; and a re-run.
+a moto server and Azurite. Every way a run starts: the nightly schedule, the REST API without a
+logical date (Airflow 3's default) and with one (as the UI's form does), `airflow dags trigger`,
+a backfill; and re-runs.
 
-One standalone for the module. The runs follow each other (fixtures order them): the night
-first (unpausing the DAG creates it, and no run starts while the DAG is paused), then a REST
-trigger of the first backfill date, the CLI trigger, and the 3-date backfill, which re-runs
-that first date.
+One standalone for the module; the runs follow each other (fixtures order them):
+1. unpausing the DAG makes the scheduler create the latest night, which has no photos: it
+   succeeds, says so, and publishes nothing (so does the CLI trigger, for today);
+2. three sequential nights D1, D2, D3 through the REST API (D1 without a logical date), photos
+   landed for each: the lake they leave is kept;
+3. a backfill of D1..D3 runs the three dates again, in order: the lake it leaves is the one the
+   sequential nights left, and each date was re-run in place (idempotent).
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ NOW = datetime.now(timezone.utc)
 TODAY = NOW.date()
 # With catchup=False, unpausing makes the latest night whose 02:00 UTC run time has passed.
 LAST_NIGHT = (NOW - timedelta(hours=2)).date() - timedelta(days=1)
-BACKFILLED = [TODAY - timedelta(days=days) for days in (10, 9, 8)]
+NIGHTS = [TODAY - timedelta(days=days) for days in (10, 9, 8)]
 CLASSES = ("Apple Braeburn", "Banana")  # 2 classes x 2 photos x Training/Test per night
+LAKE_OUTPUTS = ("features", "quarantine", "moments", "runs")
 
 
 def at(day, hour: int, minute: int = 0) -> datetime:
@@ -47,14 +52,16 @@ def at(day, hour: int, minute: int = 0) -> datetime:
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory, pretrained_weights):
-    """moto + Azurite, the lake seeded: weights, and 8 real photos for each night we run."""
+    """moto + Azurite, the lake seeded: weights, 8 real photos for each of the three nights, and
+    a note (not a photo) landed for the scheduled night."""
     workdir = tmp_path_factory.mktemp("airflow-services")
     with local_cloud(workdir) as endpoints:
         s3 = lake.s3_client(endpoints)
         lake.create_lake(s3)
         weights_uri, sha256 = lake.upload_weights(s3, pretrained_weights)
-        for offset, night in enumerate([*BACKFILLED, LAST_NIGHT, TODAY]):
+        for offset, night in enumerate(NIGHTS):
             land_photos(s3, night.isoformat(), CLASSES, per_split=2, offset=2 * offset)
+        s3.put_object(Bucket=lake.LAKE_BUCKET, Key=f"landing/{LAST_NIGHT}/notes.txt", Body=b"-")
         container = BlobServiceClient.from_connection_string(
             endpoints.azurite_connection_string
         ).get_container_client(lake.CONTAINER)
@@ -95,16 +102,7 @@ def night(airflow: AirflowServices) -> Run:
 
 
 @pytest.fixture(scope="module")
-def rest_run(airflow, night, cloud) -> tuple[Run, dict]:
-    """POST dagRuns with logical_date null and a run_after on the first backfill date; the
-    outputs it left, for the re-run by the backfill to compare with."""
-    run_id = airflow.trigger({}, logical_date=None, run_after=at(BACKFILLED[0], 9, 30))
-    run = airflow.wait_for_run(run_id)
-    return run, outputs_of(cloud["s3"], BACKFILLED[0].isoformat()) if run_succeeded(run) else {}
-
-
-@pytest.fixture(scope="module")
-def cli_run(airflow, rest_run) -> Run:
+def cli_run(airflow, night) -> Run:
     result = airflow.cli("dags", "trigger", DAG_ID, "--output", "json")
     assert result.returncode == 0, result.stderr[-3000:]
     printed = [line for line in result.stdout.splitlines() if line.startswith("[{")]  # not logs
@@ -114,30 +112,39 @@ def cli_run(airflow, rest_run) -> Run:
 
 
 @pytest.fixture(scope="module")
-def backfill(airflow, cli_run) -> list[Run]:
-    """A backfill of 3 dates: logical dates D 02:00, so the range ends at the last one's 02:00."""
-    airflow.backfill(BACKFILLED[0], at(BACKFILLED[-1], 2))
-    runs = sorted(airflow.runs("backfill"), key=lambda run: run.logical_date)
-    return [airflow.wait_for_run(run.run_id) for run in runs]
+def sequential(airflow, cli_run, cloud) -> tuple[list[Run], dict]:
+    """D1 through the REST API without a logical date (its run_after on D1), D2 and D3 with
+    their logical dates (as the UI's form sets one); the lake they leave."""
+    runs = [airflow.wait_for_run(airflow.trigger({}, None, run_after=at(NIGHTS[0], 9, 30)))]
+    for day in NIGHTS[1:]:
+        runs.append(airflow.wait_for_run(airflow.trigger({}, logical_date=at(day, 2))))
+    return runs, lake_state(cloud["s3"])
 
 
-def run_succeeded(run: Run) -> bool:
-    return run.state == "success"
+@pytest.fixture(scope="module")
+def backfill(airflow, sequential) -> list[Run]:
+    """A backfill of the 3 dates, running again those that have a run: logical dates D 02:00,
+    so the range ends at the last one's 02:00."""
+    airflow.wait_for_backfill(airflow.backfill(NIGHTS[0], at(NIGHTS[-1], 2), reprocess="completed"))
+    runs = [r for r in airflow.runs() if r.logical_date and _logical(r).date() in NIGHTS]
+    return [airflow.run(run.run_id) for run in sorted(runs, key=_logical)]
 
 
-def outputs_of(s3, night: str) -> dict:
-    """What a night's outputs say, independent of the run that wrote them (Spark's random
-    part-file ids and the staged photos' scratch paths differ from one run to the next)."""
-    prefix = f"runs/{night}"
-    report = read_json(s3, f"{prefix}/pca/report.json")
-    metrics = read_json(s3, f"{prefix}/classify/metrics.json")
-    rows = read_parquet_rows(s3, f"{prefix}/features", ["label", "split", "features"])
-    return {
-        "objects": without_write_ids(list_lake(s3, prefix)),
-        "features": sorted((r["label"], r["split"], r["features"]) for r in rows),
-        "pca": {key: report[key] for key in ("k", "explained_variance_at_k")},
-        "classify": {key: metrics[key] for key in ("accuracy", "macro_f1", "counts")},
-    }
+def _logical(run: Run) -> datetime:
+    return datetime.fromisoformat(run.logical_date) if run.logical_date else run.run_after_time
+
+
+def lake_state(s3) -> dict[str, dict]:
+    """Every output object of the lake by name, Spark's random write id taken out of part-file
+    names; a model's files by name only (Spark ML writes its save time and random uids in their
+    metadata, and LBFGS sums its gradients in the order tasks finish)."""
+    state = {}
+    for root in LAKE_OUTPUTS:
+        for name, meta in list_lake(s3, root).items():
+            state[f"{root}/{without_write_ids([name])[0]}"] = (
+                None if "/model/" in name else meta["etag"]
+            )
+    return state
 
 
 def assert_published(airflow: AirflowServices, cloud: dict, run: Run, night: str) -> None:
@@ -149,52 +156,64 @@ def assert_published(airflow: AirflowServices, cloud: dict, run: Run, night: str
     assert latest is not None and latest["run_id"] == run.run_id, latest
 
 
+def assert_nothing_to_do(airflow: AirflowServices, cloud: dict, run: Run, night: str) -> None:
+    """A night without photos: success, every task after the count skipped, nothing written."""
+    assert run.state == "success", airflow.explain(run)
+    assert run.tasks["find_new_photos"] == "success"
+    later = {task: state for task, state in run.tasks.items() if task not in FIRST_TASKS}
+    assert set(later.values()) == {"skipped"}, later
+    assert list_lake(cloud["s3"], f"runs/{night}") == {}
+    assert latest_published(cloud["container"], "fruits", night) is None
+
+
+FIRST_TASKS = ("resolve_config", "find_new_photos")
+
+
 def test_the_nightly_schedule_processes_the_day_that_just_ended(airflow, cloud, night):
     assert night.run_type == "scheduled"
     assert night.logical_date is not None
     run_after = night.run_after_time
     assert (run_after.hour, run_after.minute) == (2, 0)
     assert run_after.date() - timedelta(days=1) == LAST_NIGHT
-    assert_published(airflow, cloud, night, LAST_NIGHT.isoformat())
-
-
-def test_a_rest_trigger_without_logical_date_processes_its_run_after_date(airflow, cloud, rest_run):
-    run, _ = rest_run
-    assert run.logical_date is None and run.run_after_time.date() == BACKFILLED[0]
-    assert_published(airflow, cloud, run, BACKFILLED[0].isoformat())
+    assert airflow.xcom(night.run_id, "find_new_photos") in (0, "0")  # the note is no photo
+    assert_nothing_to_do(airflow, cloud, night, LAST_NIGHT.isoformat())
 
 
 def test_the_cli_trigger_without_logical_date_processes_its_run_after_date(airflow, cloud, cli_run):
     assert cli_run.logical_date is None
-    assert_published(airflow, cloud, cli_run, cli_run.run_after_time.date().isoformat())
+    assert_nothing_to_do(airflow, cloud, cli_run, cli_run.run_after_time.date().isoformat())
 
 
-def test_a_backfill_of_3_dates_runs_each_date_once(airflow, cloud, backfill):
+def test_rest_triggers_with_and_without_logical_date_run_their_nights(airflow, cloud, sequential):
+    runs, _ = sequential
+    assert runs[0].logical_date is None and runs[0].run_after_time.date() == NIGHTS[0]
+    for run, day in zip(runs, NIGHTS, strict=True):
+        assert_published(airflow, cloud, run, day.isoformat())
+    report = read_json(cloud["s3"], f"runs/{NIGHTS[-1]}/pca/report.json")
+    assert report["nights"] == [day.isoformat() for day in NIGHTS]
+    assert report["rows"] == {"fitted": 24, "projected": 48}  # 3 nights x 8 photos x 2 splits
+    features = read_parquet_rows(cloud["s3"], f"features/ingest_date={NIGHTS[1]}", ["path"])
+    assert len(features) == 16 and all(f"/landing/{NIGHTS[1]}/" in r["path"] for r in features)
+
+
+def test_a_backfill_reruns_each_date_and_leaves_the_sequential_nights_lake(
+    airflow, cloud, sequential, backfill
+):
+    _, lake_before = sequential
     assert [run.state for run in backfill] == ["success"] * 3, "\n".join(
         airflow.explain(run) for run in backfill
     )
-    assert [datetime.fromisoformat(run.logical_date) for run in backfill] == [
-        at(day, 2) for day in BACKFILLED
-    ]
-    for run, day in zip(backfill, BACKFILLED, strict=True):
+    assert [_logical(run).date() for run in backfill] == NIGHTS
+    assert lake_state(cloud["s3"]) == lake_before  # same objects, same bytes
+    for run, day in zip(backfill, NIGHTS, strict=True):
         assert_published(airflow, cloud, run, day.isoformat())
-
-
-def test_a_rerun_of_a_date_gives_the_same_outputs(cloud, rest_run, backfill):
-    first, before = rest_run
-    assert before, "the first run of the date failed: see the REST trigger's test"
-    assert backfill[0].state == "success"
-    after = outputs_of(cloud["s3"], BACKFILLED[0].isoformat())
-    assert after["objects"] == before["objects"]
-    assert after["features"] == before["features"] and len(after["features"]) > 0
-    assert (after["pca"], after["classify"]) == (before["pca"], before["classify"])
-    # One published copy of the date: the re-run's.
-    copies = {
-        "/".join(blob.name.split("/")[:3])
-        for blob in cloud["container"].list_blobs(name_starts_with=f"fruits/{BACKFILLED[0]}/")
-        if not blob.name.endswith("/LATEST.json")
-    }
-    assert copies == {f"fruits/{BACKFILLED[0]}/{attempt_name(backfill[0].run_id)}"}, copies
+        # One published copy of the date: the re-run's.
+        copies = {
+            "/".join(blob.name.split("/")[:3])
+            for blob in cloud["container"].list_blobs(name_starts_with=f"fruits/{day}/")
+            if not blob.name.endswith("/LATEST.json")
+        }
+        assert copies == {f"fruits/{day}/{attempt_name(run.run_id)}"}, copies
 
 
 def test_the_harness_reads_task_logs_and_sets_variables(airflow, night):
