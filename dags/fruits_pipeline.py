@@ -61,7 +61,6 @@ from airflow.sdk import (
     Variable,
     chain,
     dag,
-    get_current_context,
     task,
 )
 from airflow.sdk.exceptions import AirflowFailException
@@ -252,9 +251,9 @@ def resolve_config(params=None, dag_run=None) -> dict:
 
 
 @task
-def plan_export(config: dict, run_id=None) -> list[dict]:
+def plan_export(config: dict, dag_run=None) -> list[dict]:
     run = RunConfig.from_dict(config)
-    return lake.export_copies(export_sources(run), export_target(run, run_id))
+    return lake.export_copies(export_sources(run), export_target(run, dag_run))
 
 
 def connections_needed(platform: str) -> list[str]:
@@ -384,15 +383,14 @@ def empty_export_folder(context) -> None:
 
 
 @task(outlets=[PUBLISHED_IN_AZURE, WRITTEN_IN_S3])
-def verify_and_publish(config: dict) -> dict:
+def verify_and_publish(config: dict, dag_run=None) -> dict:
     run = RunConfig.from_dict(config)
-    run_id = get_current_context()["run_id"]
     return lake.verify_and_publish(
         S3Hook(aws_conn_id=run.aws_conn_id, verify=DEPLOYMENT.s3_verify),
         WasbHook(wasb_conn_id=run.wasb_conn_id),
         export_sources(run),
-        export_target(run, run_id),
-        run_id,
+        export_target(run, dag_run),
+        dag_run.run_id,
     )
 
 
@@ -409,11 +407,12 @@ def export_sources(config: RunConfig) -> lake.ExportSources:
     )
 
 
-def export_target(config: RunConfig, run_id: str) -> lake.ExportTarget:
+def export_target(config: RunConfig, dag_run) -> lake.ExportTarget:
+    """A folder per run and per clearing of it: a re-run never writes where LATEST.json points."""
     return lake.ExportTarget(
         container=config.azure_container,
         date_prefix=f"{config.azure_prefix}/{config.run_date}",
-        attempt=lake.attempt_name(run_id),
+        attempt=lake.attempt_name(dag_run.run_id, dag_run.clear_number or 0),
     )
 
 

@@ -207,13 +207,17 @@ def test_a_backfill_reruns_each_date_and_leaves_the_sequential_nights_lake(
     assert lake_state(cloud["s3"]) == lake_before  # same objects, same bytes
     for run, day in zip(backfill, NIGHTS, strict=True):
         assert_published(airflow, cloud, run, day.isoformat())
-        # One published copy of the date: the re-run's.
+        # One published copy of the date: the re-run's, in a folder of its own.
+        latest = latest_published(cloud["container"], "fruits", day.isoformat())
         copies = {
-            "/".join(blob.name.split("/")[:3])
+            "/".join(blob.name.split("/")[:3]) + "/"
             for blob in cloud["container"].list_blobs(name_starts_with=f"fruits/{day}/")
             if not blob.name.endswith("/LATEST.json")
         }
-        assert copies == {f"fruits/{day}/{attempt_name(run.run_id)}"}, copies
+        assert copies == {latest["prefix"]}, copies
+        # Cleared runs (D2, D3) publish into a folder of their own (<run id>.<clearing>).
+        folder = latest["prefix"].split("/")[2]
+        assert folder in {attempt_name(run.run_id), attempt_name(run.run_id, 1)}, folder
 
 
 def test_the_harness_reads_task_logs_and_sets_variables(airflow, night):

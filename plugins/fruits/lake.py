@@ -162,16 +162,17 @@ class ExportSources:
 class ExportTarget:
     container: str
     date_prefix: str  # <azure_prefix>/<run date>
-    attempt: str  # one folder per DAG run: the provider's copy never overwrites (see README)
+    attempt: str  # a folder per DAG run and clearing: the provider's copy never overwrites
 
     @property
     def blob_prefix(self) -> str:
         return f"{self.date_prefix}/{self.attempt}"
 
 
-def attempt_name(run_id: str) -> str:
-    """A DAG run id as a blob folder name (no ':' or '+')."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+def attempt_name(run_id: str, clear_number: int = 0) -> str:
+    """A DAG run id (and how many times the run was cleared) as a blob folder name."""
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+    return f"{name}.{clear_number}" if clear_number else name
 
 
 def export_copies(sources: ExportSources, target: ExportTarget) -> list[dict[str, str]]:
