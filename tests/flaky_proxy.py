@@ -17,6 +17,7 @@ SLOW_DOWN = (
     b"<Message>Please reduce your request rate.</Message></Error>"
 )
 THROTTLED = b'{"__type": "ThrottlingException", "message": "Rate exceeded"}'
+INTERNAL_ERROR = b'{"__type": "InternalServerError", "message": "We encountered an internal error"}'
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "content-length"}
 
 
@@ -28,6 +29,7 @@ class FlakyProxy(LoopbackServer):
         self.throttles: list[list] = []  # [X-Amz-Target, how many more, armed after this target]
         self.injected: list[tuple[str, str]] = []
         self.passed_targets: set[str] = set()
+        self.responses_to_lose: dict[str, int] = {}  # X-Amz-Target -> how many more
         self.signing_regions: list[str] = []
         self.lock = threading.Lock()
         super().__init__(self._handler())
@@ -49,6 +51,19 @@ class FlakyProxy(LoopbackServer):
                     throttle[1] -= 1
                     self.injected.append(("POST", target))
                     return True
+        return False
+
+    def lose_response(self, target: str, times: int = 1) -> None:
+        """The next `times` calls of `target` reach moto, but the client gets a 500 instead of
+        the answer: the call happened, the client does not know it."""
+        self.responses_to_lose[target] = times
+
+    def take_lost_response(self, target: str) -> bool:
+        with self.lock:
+            if self.responses_to_lose.get(target, 0) > 0:
+                self.responses_to_lose[target] -= 1
+                self.injected.append(("POST", target))
+                return True
         return False
 
     def take_fault(self, method: str, path: str) -> bool:
@@ -95,6 +110,9 @@ class FlakyProxy(LoopbackServer):
                 upstream.close()
                 if target and response.status < 300:
                     proxy.passed_targets.add(target)
+                    if proxy.take_lost_response(target):
+                        json_type = [("Content-Type", "application/x-amz-json-1.1")]
+                        return self._reply(500, json_type, INTERNAL_ERROR)
                 kept = [(k, v) for k, v in response.getheaders() if k.lower() not in HOP_BY_HOP]
                 self._reply(response.status, kept, data)
 

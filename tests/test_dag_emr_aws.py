@@ -194,3 +194,21 @@ def test_a_throttled_describe_step_is_retried_without_adding_steps(pipeline_dag,
     emr = client("emr", aws["endpoints"].s3_url, aws["admin"])
     steps = emr.list_steps(ClusterId=cluster["Id"])["Steps"]
     assert sorted(step["Name"] for step in steps) == ["classify", "featurize", "pca"]
+
+
+def test_a_run_job_flow_retried_by_botocore_keeps_one_cluster(pipeline_dag, aws):
+    """RunJobFlow reaches EMR but its answer is lost (a 500): botocore retries it and a second
+    cluster starts. The create keeps the one it got back and terminates the other at once,
+    before any step is added."""
+    aws["proxy"].lose_response("ElasticMapReduce.RunJobFlow")
+    dag_run, states, tries, new, _ = run(pipeline_dag, aws)
+
+    assert dag_run.state == "success", states
+    assert tries["create_emr_cluster"] == 1  # botocore's retry, within the try
+    emr = client("emr", aws["endpoints"].s3_url, aws["admin"])
+    steps = {c["Id"]: emr.list_steps(ClusterId=c["Id"])["Steps"] for c in new}
+    (used,) = [cluster_id for cluster_id, listed in steps.items() if listed]
+    (extra,) = [c for c in new if c["Id"] != used]
+    first_step = min(step["Status"]["Timeline"]["CreationDateTime"] for step in steps[used])
+    assert extra["Status"]["Timeline"]["EndDateTime"] <= first_step
+    assert {c["Status"]["State"] for c in new} == {"TERMINATED"}

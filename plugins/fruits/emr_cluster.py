@@ -67,7 +67,7 @@ class CreateRunClusterOperator(EmrCreateJobFlowOperator):
         existing = find_run_clusters(self.hook.conn, name, run_tag)
         if existing:
             self.log.info("Reusing cluster %s, created for this run by an earlier try", existing[0])
-            cluster_id = existing[0]
+            cluster_id = self._job_flow_id = existing[0]  # what the provider's on_kill terminates
         else:
             cluster_id = super().execute(context)
             # botocore retries a RunJobFlow whose answer was lost (a 5xx, a timeout): the same
