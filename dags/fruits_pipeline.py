@@ -39,11 +39,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-from airflow.providers.amazon.aws.operators.emr import (
-    EmrAddStepsOperator,
-    EmrCreateJobFlowOperator,
-    EmrTerminateJobFlowOperator,
-)
+from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.providers.databricks.hooks.databricks import DatabricksHook, RunState
 from airflow.providers.databricks.operators.databricks import (
@@ -75,6 +71,8 @@ from fruits.config import (
     parse_variable,
     run_date_of,
 )
+from fruits.emr_cluster import CreateRunClusterOperator, TerminateRunClustersOperator
+from fruits.retry import RETRY_TRANSIENT_AWS_ERRORS
 from fruits.spark_steps import JOB_ORDER, SparkJob, pipeline_jobs
 
 log = logging.getLogger(__name__)
@@ -84,6 +82,9 @@ SPARK_JOBS_DIR = Path(
 )
 PUBLISHED_IN_AZURE = Asset(name="fruits_features_azure", uri=DEPLOYMENT.azure_asset_uri)
 WRITTEN_IN_S3 = Asset(name="fruits_features_s3", uri=DEPLOYMENT.s3_asset_uri)
+# What waits for Spark (a step's watcher, a local job, the Databricks run of the three jobs) ends
+# this long after the jobs' own timeout; every other task within FRUITS_TASK_TIMEOUT_S.
+STEP_TIMEOUT, MARGIN = timedelta(seconds=DEPLOYMENT.step_timeout_s), timedelta(minutes=10)
 
 
 @dag(
@@ -95,12 +96,14 @@ WRITTEN_IN_S3 = Asset(name="fruits_features_s3", uri=DEPLOYMENT.s3_asset_uri)
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=timedelta(seconds=DEPLOYMENT.run_timeout_s),
     default_args={
         "owner": "data-platform",
         "retries": 2,
         "retry_delay": timedelta(seconds=DEPLOYMENT.retry_delay_s),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=15),
+        "execution_timeout": timedelta(seconds=DEPLOYMENT.task_timeout_s),
     },
     params={
         "run_date": Param(
@@ -153,13 +156,14 @@ def fruits_pipeline():
     platform = choose_platform(plan["config"])
     chain(photos, [code_uri, weights, jobs, cleared], platform)
 
-    # --- platform emr: a cluster for this run, a step and a sensor per job, always terminated --
+    # --- platform emr: one cluster per run, a step and a watcher per job, always terminated ----
     job_flow = emr_job_flow(plan["config"], code_uri)
-    create_cluster = EmrCreateJobFlowOperator(
+    aws = {"aws_conn_id": DEPLOYMENT.aws_conn_id, "region_name": plan["region"]}
+    create_cluster = CreateRunClusterOperator(  # a retried create reuses the run's cluster
         task_id="create_emr_cluster",
         job_flow_overrides=job_flow,
-        aws_conn_id=DEPLOYMENT.aws_conn_id,
         emr_conn_id=None,  # the whole config is above: no hidden defaults from a connection
+        **aws,
     )
     steps = emr_steps(jobs, code_uri)
     emr_path = [job_flow, create_cluster, steps]
@@ -168,31 +172,34 @@ def fruits_pipeline():
             task_id=f"add_{name}_step",
             job_flow_id=create_cluster.output,
             steps=steps[name],
-            aws_conn_id=DEPLOYMENT.aws_conn_id,
             retries=0,  # a retried add would run the step twice (apache/airflow#28704)
+            **aws,
         )
         watch_step = EmrStepSensor(
             task_id=f"watch_{name}_step",
             job_flow_id=create_cluster.output,
             step_id=f"{{{{ ti.xcom_pull(task_ids='add_{name}_step')[0] }}}}",
-            aws_conn_id=DEPLOYMENT.aws_conn_id,
             poke_interval=DEPLOYMENT.poll_interval_s,
             max_attempts=DEPLOYMENT.step_timeout_s // DEPLOYMENT.poll_interval_s,
             timeout=DEPLOYMENT.step_timeout_s,
             deferrable=DEPLOYMENT.deferrable,
-            retries=0,  # a failed step is final; re-run the date instead
+            execution_timeout=STEP_TIMEOUT + MARGIN,
+            # Throttling or a 5xx that outlasts botocore's attempts: poll the same step again.
+            # A failed step is final (re-run the date instead).
+            retry_policy=RETRY_TRANSIENT_AWS_ERRORS,
+            **aws,
         )
         emr_path += [add_step, watch_step]
-    terminate_cluster = EmrTerminateJobFlowOperator(
-        task_id="terminate_emr_cluster",
-        job_flow_id=create_cluster.output,
-        aws_conn_id=DEPLOYMENT.aws_conn_id,
-    ).as_teardown(setups=create_cluster)
+    # Terminates every cluster tagged with this run. Its setups include the job flow, so it also
+    # runs when every try of the create failed after a cluster was started.
+    terminate_cluster = TerminateRunClustersOperator(
+        task_id="terminate_emr_cluster", job_flow=job_flow, **aws
+    ).as_teardown(setups=[job_flow, create_cluster])
     chain(platform, *emr_path, terminate_cluster)
 
     # --- platform local: the same jobs with Spark in local mode ----------------------------------
     local_path = [
-        run_locally.override(task_id=f"run_{name}_locally")(jobs[name], code_uri)
+        run_locally.override(task_id=f"run_{name}_locally")(jobs[name], code_uri, plan["config"])
         for name in JOB_ORDER
     ]
     chain(platform, *local_path)
@@ -212,6 +219,7 @@ def fruits_pipeline():
         databricks_conn_id=DEPLOYMENT.databricks_conn_id,
         polling_period_seconds=DEPLOYMENT.poll_interval_s,
         deferrable=DEPLOYMENT.deferrable,
+        execution_timeout=STEP_TIMEOUT * len(JOB_ORDER) + MARGIN,  # the job's timeout_seconds
         retries=0,  # a failed job run is final, like a failed EMR step; re-run the date
     )
     release = release_databricks_run().as_teardown(setups=define_job)
@@ -227,7 +235,7 @@ def fruits_pipeline():
         create_container=True,
         replace=True,  # the target folder is this run's own, emptied before each try
         s3_verify=DEPLOYMENT.s3_verify,
-        pre_execute=empty_export_folder,
+        pre_execute=prepare_copy,
         trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
     ).expand_kwargs(copies)  # one copy per folder of the night's outputs
     chain(
@@ -247,7 +255,7 @@ def resolve_config(params=None, dag_run=None) -> dict:
         check_connections_exist(*connections_needed(config.platform))
     except ConfigError as error:
         raise AirflowFailException(f"invalid configuration: {error}") from None
-    return {"config": config.to_dict()}
+    return {"config": config.to_dict(), "region": config.region}
 
 
 @task
@@ -277,15 +285,13 @@ def check_connections_exist(*conn_ids: str) -> None:
 @task
 def upload_spark_jobs(config: dict) -> str:
     run = RunConfig.from_dict(config)
-    s3 = S3Hook(aws_conn_id=run.aws_conn_id, verify=DEPLOYMENT.s3_verify)
-    return lake.upload_bundle(s3, run.lake_bucket, run.code_prefix, SPARK_JOBS_DIR)
+    return lake.upload_bundle(lake_hook(run), run.lake_bucket, run.code_prefix, SPARK_JOBS_DIR)
 
 
 @task
 def check_weights(config: dict) -> dict:
     run = RunConfig.from_dict(config)
-    s3 = S3Hook(aws_conn_id=run.aws_conn_id, verify=DEPLOYMENT.s3_verify)
-    return lake.verify_weights(s3, run.weights_uri, run.weights_sha256)
+    return lake.verify_weights(lake_hook(run), run.weights_uri, run.weights_sha256)
 
 
 @task(multiple_outputs=True)
@@ -298,8 +304,7 @@ def find_new_photos(config: dict) -> int:
     """How many photos the night has. None: the night succeeds here, says so, and publishes
     nothing (every later task is skipped, so no cluster is made and no copy is duplicated)."""
     run = RunConfig.from_dict(config)
-    s3 = S3Hook(aws_conn_id=run.aws_conn_id, verify=DEPLOYMENT.s3_verify)
-    photos = lake.count_photos(s3, run.lake_bucket, run.input_prefix_of_night)
+    photos = lake.count_photos(lake_hook(run), run.lake_bucket, run.input_prefix_of_night)
     if not photos:
         log.info("No new photos under %s/: nothing to do for %s.", run.input_uri, run.run_date)
     else:
@@ -314,9 +319,8 @@ def clear_night_outputs(config: dict) -> int:
     reuses statistics of features this run replaces. (Featurize replaces its own partitions; the
     published copy in Azure stays until the new one is verified.)"""
     run = RunConfig.from_dict(config)
-    s3 = S3Hook(aws_conn_id=run.aws_conn_id, verify=DEPLOYMENT.s3_verify)
     prefixes = (run.run_prefix, run.partition_prefix(run.moments_prefix))
-    return sum(lake.clear_prefix(s3, run.lake_bucket, prefix) for prefix in prefixes)
+    return sum(lake.clear_prefix(lake_hook(run), run.lake_bucket, prefix) for prefix in prefixes)
 
 
 @task.branch
@@ -367,15 +371,19 @@ def release_databricks_run(ti=None) -> str:
     return f"run {run_id} was {state.life_cycle_state}: cancelled"
 
 
-@task
-def run_locally(job: dict, code_uri: str) -> None:
-    s3 = S3Hook(aws_conn_id=DEPLOYMENT.aws_conn_id, verify=DEPLOYMENT.s3_verify)
+@task(execution_timeout=STEP_TIMEOUT + MARGIN)
+def run_locally(job: dict, code_uri: str, config: dict) -> None:
+    s3 = lake_hook(RunConfig.from_dict(config))
     local_platform.run_job(SparkJob.from_dict(job), code_uri, s3, DEPLOYMENT.scratch_dir)
 
 
-def empty_export_folder(context) -> None:
-    """Before each try of a copy: its folder must be empty (the provider never overwrites)."""
+def prepare_copy(context) -> None:
+    """Before each try of a copy: S3 read in the lake's region, into an empty folder (the
+    provider never overwrites)."""
     copy = context["task"]
+    copy.s3_extra_args = {  # not a templated field of the provider's operator
+        "region_name": context["ti"].xcom_pull(task_ids="resolve_config", key="region")
+    }
     with suppress(ResourceNotFoundError):  # no container yet: nothing to empty
         WasbHook(wasb_conn_id=DEPLOYMENT.wasb_conn_id).delete_file(
             copy.container_name, copy.blob_prefix + "/", is_prefix=True, ignore_if_missing=True
@@ -386,7 +394,7 @@ def empty_export_folder(context) -> None:
 def verify_and_publish(config: dict, dag_run=None) -> dict:
     run = RunConfig.from_dict(config)
     return lake.verify_and_publish(
-        S3Hook(aws_conn_id=run.aws_conn_id, verify=DEPLOYMENT.s3_verify),
+        lake_hook(run),
         WasbHook(wasb_conn_id=run.wasb_conn_id),
         export_sources(run),
         export_target(run, dag_run),
@@ -405,6 +413,10 @@ def export_sources(config: RunConfig) -> lake.ExportSources:
             **{job: f"{config.run_prefix}/{job}" for job in ("pca", "classify")},
         },
     )
+
+
+def lake_hook(run: RunConfig) -> S3Hook:
+    return S3Hook(aws_conn_id=run.aws_conn_id, region_name=run.region, verify=DEPLOYMENT.s3_verify)
 
 
 def export_target(config: RunConfig, dag_run) -> lake.ExportTarget:

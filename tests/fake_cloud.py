@@ -1,14 +1,16 @@
 """What the DAG-over-the-wire tests share: the cloud on loopback, seeded; the cluster's work.
 
 moto (S3, EMR) and Azurite run for real on loopback; what no emulator does is run Spark on a
-cluster. `write_outputs` plays a job's part: it writes the files the job would write under its
-`--output` and `--quarantine` URIs, so the export that follows has real objects to copy.
+cluster. `FakeEmr` plays the cluster from a thread (moto accepts steps but never runs them) and
+`write_outputs` a job's part: it writes the files the job would write under its `--output` and
+`--quarantine` URIs, so the export that follows has real objects to copy.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import urllib.request
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -17,7 +19,7 @@ from pathlib import Path
 from azure.storage.blob import BlobServiceClient
 
 from localdev import lake
-from localdev.emulators import local_cloud
+from localdev.emulators import REGION, local_cloud
 
 RUN_DATE = datetime(2026, 11, 25, tzinfo=timezone.utc)
 # Recognisable fake credentials (moto accepts any): none may appear in anything written.
@@ -104,3 +106,77 @@ def published(endpoints, run_date: str = "2026-11-25") -> tuple[dict, set[str]]:
     )
     prefix = latest["prefix"]
     return latest, {n[len(prefix) :] for n in blobs(endpoints) if n.startswith(prefix)}
+
+
+class FakeEmr(threading.Thread):
+    """Plays the cluster: completes each step moto holds, writing its outputs. The failing step
+    leaves a crashed job's debris in its output folder and FAILS; the hanging one never ends."""
+
+    def __init__(self, s3, failing_step: str | None = None, hanging_step: str | None = None):
+        super().__init__(daemon=True)
+        self.s3, self.failing_step, self.hanging_step = s3, failing_step, hanging_step
+        self.stop = threading.Event()
+        self.ran: list[str] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stop.wait(0.2):
+                for cluster in moto_clusters():
+                    if cluster.state.startswith("TERMINAT"):
+                        continue
+                    for step in cluster.steps:
+                        if step.state in ("PENDING", "RUNNING") and step.name != self.hanging_step:
+                            self.play(step)
+        except BaseException as error:  # surfaced by run_dag: a dead driver must fail the test
+            self.error = error
+
+    def play(self, step) -> None:
+        self.ran.append(step.name)
+        if step.name == self.failing_step:
+            output = step.args[step.args.index("--output") + 1]
+            bucket, key = output[len("s3://") :].split("/", 1)
+            self.s3.put_object(Bucket=bucket, Key=f"{key}/_temporary/0/part-crashed", Body=b"x")
+            step.state = "FAILED"
+            return
+        write_outputs(self.s3, step.name, step.args)
+        step.state = "COMPLETED"
+
+
+def moto_clusters() -> list:
+    """Every cluster moto holds (behind an endpoint URL moto files them under us-east-1)."""
+    from moto.emr.models import emr_backends
+
+    return [
+        cluster
+        for regions in list(emr_backends.values())
+        for backend in list(regions.values())
+        for cluster in list(backend.clusters.values())
+    ]
+
+
+def run_dag(pipeline_dag, s3, failing_step=None, hanging_step=None, logical_date=RUN_DATE):
+    fake_emr = FakeEmr(s3, failing_step, hanging_step)
+    fake_emr.start()
+    try:
+        dag_run = pipeline_dag.test(logical_date=logical_date, run_conf={"platform": "emr"})
+    finally:
+        fake_emr.stop.set()
+        fake_emr.join()
+    if fake_emr.error:
+        raise fake_emr.error
+    return dag_run, {ti.task_id: ti.state for ti in dag_run.get_task_instances()}, fake_emr
+
+
+def clusters(s3_endpoint_url: str, key_id: str = "test", secret: str = "test") -> list[dict]:  # noqa: S107
+    """The clusters as the EMR API lists them, through the same endpoint as the DAG."""
+    import boto3
+
+    emr = boto3.client(
+        "emr",
+        endpoint_url=s3_endpoint_url,
+        region_name=REGION,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+    )
+    return emr.list_clusters()["Clusters"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from datetime import timedelta
 
 import pytest
@@ -19,97 +18,24 @@ from fake_cloud import (
     SECRET_KEY,
     SECRET_KEY_ID,
     blobs,
+    clusters,
     container,
     expected_export,
     published,
+    run_dag,
     seeded_cloud,
-    write_outputs,
 )
 from flaky_proxy import FlakyProxy
 from localdev import lake
-from localdev.emulators import REGION, free_port
+from localdev.emulators import free_port
 
 pytestmark = pytest.mark.e2e
-
-
-class FakeEmr(threading.Thread):
-    """Plays the cluster: completes each step moto holds, writing its outputs. The failing step
-    leaves a crashed job's debris in its output folder and FAILS; the hanging one never ends."""
-
-    def __init__(self, s3, failing_step: str | None = None, hanging_step: str | None = None):
-        super().__init__(daemon=True)
-        self.s3, self.failing_step, self.hanging_step = s3, failing_step, hanging_step
-        self.stop = threading.Event()
-        self.ran: list[str] = []
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            while not self.stop.wait(0.2):
-                for cluster in moto_clusters():
-                    if cluster.state.startswith("TERMINAT"):
-                        continue
-                    for step in cluster.steps:
-                        if step.state in ("PENDING", "RUNNING") and step.name != self.hanging_step:
-                            self.play(step)
-        except BaseException as error:  # surfaced by run_dag: a dead driver must fail the test
-            self.error = error
-
-    def play(self, step) -> None:
-        self.ran.append(step.name)
-        if step.name == self.failing_step:
-            output = step.args[step.args.index("--output") + 1]
-            bucket, key = output[len("s3://") :].split("/", 1)
-            self.s3.put_object(Bucket=bucket, Key=f"{key}/_temporary/0/part-crashed", Body=b"x")
-            step.state = "FAILED"
-            return
-        write_outputs(self.s3, step.name, step.args)
-        step.state = "COMPLETED"
-
-
-def moto_clusters() -> list:
-    """Every cluster moto holds (behind an endpoint URL moto files them under us-east-1)."""
-    from moto.emr.models import emr_backends
-
-    return [
-        cluster
-        for regions in list(emr_backends.values())
-        for backend in list(regions.values())
-        for cluster in list(backend.clusters.values())
-    ]
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory, pretrained_weights):
     with seeded_cloud(tmp_path_factory.mktemp("cloud"), pretrained_weights) as endpoints_and_s3:
         yield endpoints_and_s3
-
-
-def run_dag(pipeline_dag, s3, failing_step=None, hanging_step=None, logical_date=RUN_DATE):
-    fake_emr = FakeEmr(s3, failing_step, hanging_step)
-    fake_emr.start()
-    try:
-        dag_run = pipeline_dag.test(logical_date=logical_date, run_conf={"platform": "emr"})
-    finally:
-        fake_emr.stop.set()
-        fake_emr.join()
-    if fake_emr.error:
-        raise fake_emr.error
-    return dag_run, {ti.task_id: ti.state for ti in dag_run.get_task_instances()}, fake_emr
-
-
-def clusters(s3_endpoint_url: str) -> list[dict]:
-    """The clusters as the EMR API lists them, through the same endpoint as the DAG."""
-    import boto3
-
-    emr = boto3.client(
-        "emr",
-        endpoint_url=s3_endpoint_url,
-        region_name=REGION,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-    return emr.list_clusters()["Clusters"]
 
 
 def test_a_successful_run_publishes_to_azure_and_terminates_the_cluster(pipeline_dag, cloud):
@@ -158,6 +84,8 @@ def test_a_failing_step_fails_the_run_and_still_terminates_the_cluster(
 
     assert dag_run.state == "failed", states
     assert states[f"watch_{failing}_step"] == "failed"
+    tries = {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}
+    assert tries[f"watch_{failing}_step"] == 1  # a failed step is final: not retried
     assert states[f"add_{next_step}_step"] == "upstream_failed"
     assert states["copy_to_azure"] == "upstream_failed"
     assert states["terminate_emr_cluster"] == "success"

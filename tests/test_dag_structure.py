@@ -27,18 +27,39 @@ UPSTREAM = {  # task -> the tasks it waits for: the pipeline's order, exactly
         "clear_night_outputs",
     },
     "emr_job_flow": {"choose_platform", "resolve_config", "upload_spark_jobs"},
-    "create_emr_cluster": {"emr_job_flow"},
+    "create_emr_cluster": {"emr_job_flow", "resolve_config"},
     "emr_steps": {"create_emr_cluster", "plan_spark_jobs", "upload_spark_jobs"},
-    "add_featurize_step": {"create_emr_cluster", "emr_steps"},
-    "watch_featurize_step": {"add_featurize_step", "create_emr_cluster"},
-    "add_pca_step": {"create_emr_cluster", "emr_steps", "watch_featurize_step"},
-    "watch_pca_step": {"add_pca_step", "create_emr_cluster"},
-    "add_classify_step": {"create_emr_cluster", "emr_steps", "watch_pca_step"},
-    "watch_classify_step": {"add_classify_step", "create_emr_cluster"},
-    "terminate_emr_cluster": {"create_emr_cluster", "watch_classify_step"},
-    "run_featurize_locally": {"choose_platform", "plan_spark_jobs", "upload_spark_jobs"},
-    "run_pca_locally": {"run_featurize_locally", "plan_spark_jobs", "upload_spark_jobs"},
-    "run_classify_locally": {"run_pca_locally", "plan_spark_jobs", "upload_spark_jobs"},
+    # Every AWS task gets the region from resolve_config.
+    "add_featurize_step": {"create_emr_cluster", "emr_steps", "resolve_config"},
+    "watch_featurize_step": {"add_featurize_step", "create_emr_cluster", "resolve_config"},
+    "add_pca_step": {"create_emr_cluster", "emr_steps", "watch_featurize_step", "resolve_config"},
+    "watch_pca_step": {"add_pca_step", "create_emr_cluster", "resolve_config"},
+    "add_classify_step": {"create_emr_cluster", "emr_steps", "watch_pca_step", "resolve_config"},
+    "watch_classify_step": {"add_classify_step", "create_emr_cluster", "resolve_config"},
+    "terminate_emr_cluster": {
+        "emr_job_flow",
+        "create_emr_cluster",
+        "watch_classify_step",
+        "resolve_config",
+    },
+    "run_featurize_locally": {
+        "choose_platform",
+        "plan_spark_jobs",
+        "upload_spark_jobs",
+        "resolve_config",
+    },
+    "run_pca_locally": {
+        "run_featurize_locally",
+        "plan_spark_jobs",
+        "upload_spark_jobs",
+        "resolve_config",
+    },
+    "run_classify_locally": {
+        "run_pca_locally",
+        "plan_spark_jobs",
+        "upload_spark_jobs",
+        "resolve_config",
+    },
     "databricks_job_settings": {
         "choose_platform",
         "resolve_config",
@@ -70,7 +91,9 @@ def test_the_tasks_run_in_the_pipeline_order(pipeline_dag):
 def test_the_clusters_are_always_released_by_a_teardown(pipeline_dag):
     terminate = pipeline_dag.get_task("terminate_emr_cluster")
     assert terminate.is_teardown
-    assert {s.task_id for s in terminate.upstream_list if s.is_setup} == {"create_emr_cluster"}
+    # The job flow is a setup too: the teardown runs even when every try of the create failed.
+    setups = {s.task_id for s in terminate.upstream_list if s.is_setup}
+    assert setups == {"emr_job_flow", "create_emr_cluster"}
     release = pipeline_dag.get_task("release_databricks_run")
     assert release.is_teardown
     assert {s.task_id for s in release.upstream_list if s.is_setup} == {"define_databricks_job"}

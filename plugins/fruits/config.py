@@ -22,12 +22,20 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 PLATFORMS = ("emr", "local", "databricks")
-# Every key prefix of the lake that fruits_config can set, and the ones whose folders hold outputs.
+# Every key prefix of the lake that fruits_config can set (validated alike, each one granted by
+# name in the IAM policies), and the ones whose folders hold the nights' outputs.
 OUTPUT_ROOTS = ("features_prefix", "quarantine_prefix", "moments_prefix", "runs_prefix")
 PREFIXES = ("landing_prefix", *OUTPUT_ROOTS, "code_prefix", "logs_prefix", "model_cache_prefix")
 BUCKET_NAME = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()/ -]*$")
+# What an IAM policy can hold in a resource ARN or a condition: no `*` or `?` wildcards, which
+# would widen a policy rendered from the value, and no `$`, which starts an IAM policy variable.
+TAG_VALUE = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,256}$")
+ACCOUNT_ID = re.compile(r"^\d{12}$")
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+IAM_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 DATABRICKS_RUNTIME = re.compile(r"^\d+\.\d+\.x-[a-z0-9.-]+$")
 
@@ -51,6 +59,10 @@ class Deployment:
     poll_interval_s: int = 60
     deferrable: bool = True
     retry_delay_s: int = 60
+    # Every task ends within task_timeout_s (a step's watcher within step_timeout_s) and a run
+    # within run_timeout_s: with max_active_runs=1, a hung run would block every later night.
+    task_timeout_s: int = 3600
+    run_timeout_s: int = 20 * 3600  # under a day: the next nightly run can always start
     # The local platform's staging area. It also keeps the converted-model cache from one run to
     # the next, so the default is a fixed folder, not a fresh temporary one.
     scratch_dir: str = os.path.join(tempfile.gettempdir(), "fruits-scratch")
@@ -71,6 +83,8 @@ class Deployment:
             poll_interval_s=int(env.get("FRUITS_POLL_INTERVAL_S", cls.poll_interval_s)),
             deferrable=env.get("FRUITS_DEFERRABLE", "true").lower() == "true",
             retry_delay_s=int(env.get("FRUITS_RETRY_DELAY_S", cls.retry_delay_s)),
+            task_timeout_s=int(env.get("FRUITS_TASK_TIMEOUT_S", cls.task_timeout_s)),
+            run_timeout_s=int(env.get("FRUITS_RUN_TIMEOUT_S", cls.run_timeout_s)),
             scratch_dir=env.get("FRUITS_SCRATCH_DIR") or cls.scratch_dir,
             s3_asset_uri=env.get("FRUITS_S3_ASSET_URI", cls.s3_asset_uri),
             azure_asset_uri=env.get("FRUITS_AZURE_ASSET_URI", cls.azure_asset_uri),
@@ -87,6 +101,18 @@ class Deployment:
             deployment.step_timeout_s,
             "at least FRUITS_POLL_INTERVAL_S, which must be > 0",
         )
+        _check(
+            deployment.task_timeout_s > 0,
+            "FRUITS_TASK_TIMEOUT_S",
+            deployment.task_timeout_s,
+            "> 0",
+        )
+        _check(
+            deployment.run_timeout_s > deployment.step_timeout_s,
+            "FRUITS_RUN_TIMEOUT_S",
+            deployment.run_timeout_s,
+            "more than FRUITS_STEP_TIMEOUT_S (a run holds at least one step)",
+        )
         return deployment
 
 
@@ -98,6 +124,7 @@ class EmrSettings:
     core_instance_count: int = 2
     service_role: str = "FruitsEmrServiceRole"
     instance_profile: str = "FruitsEmrInstanceProfile"
+    instance_role: str = "FruitsEmrInstanceRole"  # the role in instance_profile (for iam:PassRole)
     subnet_id: str = ""
     idle_timeout_s: int = 3600  # auto-termination safety net
 
@@ -136,6 +163,9 @@ class RunConfig:
     pca_k: int | None
     aws_conn_id: str
     wasb_conn_id: str
+    # The value of the `project` tag on every cluster: the IAM policies scope EMR by it.
+    project_tag: str = "fruits"
+    aws_account_id: str = ""  # only the IAM policies need it (python -m fruits.iam)
     emr: EmrSettings = field(default_factory=EmrSettings)
     databricks: DatabricksSettings = field(default_factory=DatabricksSettings)
 
@@ -222,6 +252,8 @@ class RunConfig:
             pca_k=None if pca_k in (None, "") else int(pca_k),
             aws_conn_id=deployment.aws_conn_id,
             wasb_conn_id=deployment.wasb_conn_id,
+            project_tag=str(variable.get("project_tag", "fruits")),
+            aws_account_id=str(variable.get("aws_account_id", "")),
             emr=emr,
             databricks=databricks,
         )
@@ -265,6 +297,7 @@ class RunConfig:
             roots,
             "distinct prefixes (each holds its own partitions)",
         )
+        self._validate_aws_names()
         _check(0 < self.pca_variance <= 1, "pca_variance", self.pca_variance, "a number in (0, 1]")
         _check(
             self.pca_k is None or 1 <= self.pca_k <= 1280,
@@ -305,6 +338,36 @@ class RunConfig:
             self.databricks.spark_version,
             "a Databricks runtime key such as 15.4.x-scala2.12",
         )
+
+    def _validate_aws_names(self) -> None:
+        """What the IAM policies are rendered from must not widen them (no wildcards)."""
+        _check(
+            bool(REGION.match(self.region)),
+            "region",
+            self.region,
+            "an AWS region such as eu-west-1",
+        )
+        _check(
+            bool(TAG_VALUE.match(self.project_tag)),
+            "project_tag",
+            self.project_tag,
+            "an EMR tag value without wildcards (letters, digits, spaces, _.:/=+@-)",
+        )
+        _check(
+            self.aws_account_id == "" or bool(ACCOUNT_ID.match(self.aws_account_id)),
+            "aws_account_id",
+            self.aws_account_id,
+            "12 digits",
+        )
+        _check(
+            self.emr.subnet_id == "" or bool(SUBNET_ID.match(self.emr.subnet_id)),
+            "emr_subnet_id",
+            self.emr.subnet_id,
+            "a subnet id such as subnet-0abc1234",
+        )
+        for name in ("service_role", "instance_profile", "instance_role"):
+            value = getattr(self.emr, name)
+            _check(bool(IAM_NAME.match(value)), f"emr_{name}", value, "an IAM role or profile name")
 
     # --- XCom ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -49,7 +49,7 @@ def job_settings(
         tasks.append(task)
     return {
         "name": config.databricks.job_name,
-        "tags": {"project": "fruits"},
+        "tags": {"project": config.project_tag},
         "max_concurrent_runs": 1,  # a run rewrites runs/<date>/: never two at once
         "timeout_seconds": timeout_s,
         # Declared, so the provider does not turn the Airflow run form into job parameters.
@@ -72,7 +72,7 @@ def job_cluster(config: RunConfig) -> dict[str, Any]:
                 "region": config.region,
             }
         },
-        "custom_tags": {"project": "fruits", "run_date": config.run_date},
+        "custom_tags": {"project": config.project_tag, "run_date": config.run_date},
     }
     if settings.instance_profile_arn:
         cluster["aws_attributes"] = {"instance_profile_arn": settings.instance_profile_arn}

@@ -11,6 +11,11 @@ from typing import Any
 from fruits.config import RunConfig
 from fruits.spark_steps import SparkJob
 
+PROJECT_TAG_KEY = "project"  # the IAM policies scope the Airflow role's EMR calls by this tag
+RUN_TAG_KEY = "airflow_run_id"  # finds a DAG run's clusters (fruits.emr_cluster)
+# AmazonEMRServicePolicy_v2, on which the EMR service role is built, lets EMR launch only what
+# carries this tag; EMR propagates a cluster's tags to the instances and volumes it launches.
+EMR_MANAGED_POLICIES_TAG = {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"}
 VENV_PYTHON = "/opt/fruits-venv/bin/python"  # made by spark_jobs/bootstrap/install_requirements.sh
 # Merged into the cluster's log4j2.properties. At INFO, Spark's FileScanRDD logs one line per file
 # it reads: a line per photo, ~200 MB of executor logs per million. Only that logger is quieted.
@@ -81,11 +86,17 @@ def job_flow(config: RunConfig, code_uri: str, run_id: str) -> dict[str, Any]:
         "ServiceRole": emr.service_role,
         "VisibleToAllUsers": True,
         "Tags": [
-            {"Key": "project", "Value": "fruits"},
+            {"Key": PROJECT_TAG_KEY, "Value": config.project_tag},
             {"Key": "run_date", "Value": config.run_date},
-            {"Key": "airflow_run_id", "Value": run_id[:256]},
+            {"Key": RUN_TAG_KEY, "Value": run_tag(run_id)},
+            EMR_MANAGED_POLICIES_TAG,
         ],
     }
+
+
+def run_tag(run_id: str) -> str:
+    """A DAG run id as an EMR tag value (at most 256 characters)."""
+    return run_id[:256]
 
 
 def step(job: SparkJob, code_uri: str) -> dict[str, Any]:
