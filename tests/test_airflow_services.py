@@ -192,9 +192,9 @@ def test_rest_triggers_with_and_without_logical_date_run_their_nights(airflow, c
         assert_published(airflow, cloud, run, day.isoformat())
     report = read_json(cloud["s3"], f"runs/{NIGHTS[-1]}/pca/report.json")
     assert report["nights"] == [day.isoformat() for day in NIGHTS]
-    assert report["rows"] == {"fitted": 24, "projected": 48}  # 3 nights x 8 photos x 2 splits
+    assert report["rows"] == {"fitted": 12, "projected": 24}  # 3 nights x 4 Training + 4 Test
     features = read_parquet_rows(cloud["s3"], f"features/ingest_date={NIGHTS[1]}", ["path"])
-    assert len(features) == 16 and all(f"/landing/{NIGHTS[1]}/" in r["path"] for r in features)
+    assert len(features) == 8 and all(f"/landing/{NIGHTS[1]}/" in r["path"] for r in features)
 
 
 def test_a_backfill_reruns_each_date_and_leaves_the_sequential_nights_lake(
