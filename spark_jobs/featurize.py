@@ -47,9 +47,17 @@ from pyspark.sql import functions as F
 FEATURE_SIZE = 1280
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
 SPLIT_FOLDERS = ("Training", "Test")
-# Images larger than this many pixels are refused before decoding (decompression bombs): a
-# 20000x20000 image would need 1.2 GB of RGB memory in a Python worker.
+# What the workers decode, whatever the extension says (Pillow's format names; JPEG includes
+# phones' multi-picture MPO). Pillow opens more, but a photo is one of these, and some others
+# run external programs (EPS: Ghostscript).
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "AVIF")
+# Decompression bombs are refused from the header, before decoding. An image decoded at full
+# size may have this many pixels (160 MB as RGBA in a Python worker; a 20000x20000 PNG would
+# need 1.6 GB) ...
 MAX_IMAGE_PIXELS = 40_000_000
+# ... and a JPEG this many: it is decoded at 1/2, 1/4 or 1/8 of its size (JPEG's DCT scaling),
+# so a 200 Mpx phone photo takes 3 Mpx of memory.
+MAX_JPEG_PIXELS = 250_000_000
 # Images per call of the Keras engine: small enough to stay in cache.
 KERAS_MICRO_BATCH = 16
 # Rows per Arrow batch handed to a Python worker.
@@ -69,27 +77,25 @@ FEATURIZED_DDL = "path string, features array<float>"
 
 
 def decode_image(content: bytes, size: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Bytes of a JPEG/PNG -> float32 array (size, size, 3) in MobileNetV2's [-1, 1] range.
+    """Bytes of an image -> float32 array (size, size, 3) in MobileNetV2's [-1, 1] range.
 
     With `out` (a float32 (size, size, 3) array) the pixels are written there, so a batch is
     decoded in place rather than allocated image by image and stacked.
 
-    Any mode is brought to 8-bit RGB: 16-bit and 32-bit greyscale are rescaled (not clipped),
-    transparency is composited on white (the Fruits-360 background), CMYK and palettes are
-    converted, and EXIF orientation is applied so a rotated phone photo is seen upright.
+    Any of IMAGE_FORMATS, any mode, is brought to 8-bit RGB: 16-bit and 32-bit greyscale are
+    rescaled (not clipped), transparency is composited on white (the Fruits-360 background),
+    CMYK and palettes are converted, and EXIF orientation is applied so a rotated phone photo is
+    seen upright. A large JPEG is decoded at reduced scale first, then resized like any image.
     Raises ValueError (or PIL's own errors) on anything that is not a readable image.
     """
     from PIL import Image, ImageOps
 
     if not content:
         raise ValueError("empty file")
-    with Image.open(io.BytesIO(content)) as image:
-        width, height = image.size  # read from the header, nothing decoded yet
-        if width * height > MAX_IMAGE_PIXELS:
-            raise ValueError(
-                f"image too large: {width}x{height} pixels exceeds {MAX_IMAGE_PIXELS} "
-                "(possible decompression bomb)"
-            )
+    # Pillow's own bomb check (over 179 Mpx) would refuse 200 Mpx photos: ours is below.
+    Image.MAX_IMAGE_PIXELS = None
+    with Image.open(io.BytesIO(content), formats=IMAGE_FORMATS) as image:
+        prepare_decoding(image, size)  # from the header, nothing decoded yet
         image.load()
         ImageOps.exif_transpose(image, in_place=True)
         rgb = _to_rgb(image)
@@ -101,11 +107,36 @@ def decode_image(content: bytes, size: int, out: np.ndarray | None = None) -> np
     return np.subtract(out, np.float32(1.0), out=out)
 
 
+def prepare_decoding(image, size: int) -> None:
+    """Refuse a decompression bomb, and have a large JPEG decoded at 1/2, 1/4 or 1/8 scale
+    (Pillow's `draft`: libjpeg's DCT scaling) while keeping at least `size` pixels a side.
+
+    Decoding a 48 Mpx photo at 1/8 takes 2 MB of RGB instead of 144 MB and a fraction of the
+    time; the bilinear resize to `size` then averages over as many source pixels either way.
+    """
+    width, height = image.size
+    jpeg = image.format in ("JPEG", "MPO")
+    limit = MAX_JPEG_PIXELS if jpeg else MAX_IMAGE_PIXELS
+    if width * height > limit:
+        raise ValueError(
+            f"image too large: {width}x{height} pixels exceeds {limit} for {image.format} "
+            "(possible decompression bomb)"
+        )
+    if jpeg and min(width, height) >= 2 * size:
+        image.draft(None, (size, size))
+    if image.size[0] * image.size[1] > MAX_IMAGE_PIXELS:  # a JPEG too narrow to scale down
+        raise ValueError(
+            f"image too large: {width}x{height} JPEG decodes to {image.size[0]}x{image.size[1]} "
+            f"pixels at the smallest scale that keeps {size} a side, over {MAX_IMAGE_PIXELS} "
+            "(possible decompression bomb)"
+        )
+
+
 def _to_rgb(image):
     from PIL import Image
 
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # PIL's convert() clips wide integer modes at 255: rescale to 8 bits instead.
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        # PIL's convert() clips wide and float modes at 255: rescale to 8 bits instead.
         wide = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") else max(float(wide.max()), 1.0)
         image = Image.fromarray(np.clip(wide / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
@@ -391,22 +422,24 @@ def featurize_batch(batch: pa.RecordBatch, backbone, image_size: int) -> pa.Reco
     model as soon as a micro-batch of them is decoded, while their pixels are still in the CPU's
     cache: 2% faster than decoding the whole batch first, and no 38 MB array of pixels per batch.
     """
-    contents = batch.column("content").to_pylist()
+    contents = batch.column("content")
+    rows = batch.num_rows
     pixels = np.empty((backbone.micro_batch, image_size, image_size, 3), np.float32)
-    features = np.empty((len(contents), FEATURE_SIZE), np.float32)  # decoded rows only, in order
+    features = np.empty((rows, FEATURE_SIZE), np.float32)  # decoded rows only, in order
     decoded_rows: list[int] = []
-    errors: list[str | None] = [None] * len(contents)
+    errors: list[str | None] = [None] * rows
     waiting = 0  # decoded into `pixels`, not yet through the model
 
     def run_model() -> None:
         done = len(decoded_rows)
         features[done - waiting : done] = backbone.predict(pixels[:waiting])
 
-    for row, content in enumerate(contents):
+    for row in range(rows):
+        content = contents[row].as_py()  # one photo's bytes at a time, not a copy of the batch
         try:
             decode_image(content, image_size, out=pixels[waiting])
         except Exception as error:  # any undecodable input becomes a quarantine row
-            errors[row] = describe_error(error)
+            errors[row] = describe_error(error, content)
             continue
         decoded_rows.append(row)
         waiting += 1
@@ -418,7 +451,7 @@ def featurize_batch(batch: pa.RecordBatch, backbone, image_size: int) -> pa.Reco
     return pa.RecordBatch.from_arrays(
         [
             batch.column("path"),
-            feature_column(features[: len(decoded_rows)], decoded_rows, len(contents)),
+            feature_column(features[: len(decoded_rows)], decoded_rows, rows),
             pa.array(errors, pa.string()),
         ],
         schema=RESULT_SCHEMA,
@@ -437,12 +470,18 @@ def feature_column(features: np.ndarray, rows: list[int], length: int) -> pa.Lis
     )
 
 
-def describe_error(error: Exception) -> str:
+# ISO media brands of HEIF photos (iPhones save HEIC): Pillow has no decoder for them.
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1"}
+
+
+def describe_error(error: Exception, content: bytes = b"") -> str:
     """A short reason for the quarantine, the same on every run (no object addresses)."""
     from PIL import UnidentifiedImageError
 
     if isinstance(error, UnidentifiedImageError):
-        return "UnidentifiedImageError: not a readable JPEG or PNG image"
+        if content[4:8] == b"ftyp" and content[8:12] in HEIF_BRANDS:
+            return "UnidentifiedImageError: a HEIC/HEIF photo, not supported: convert it to JPEG"
+        return "UnidentifiedImageError: not a supported image (" + ", ".join(IMAGE_FORMATS) + ")"
     message = re.sub(r" at 0x[0-9a-fA-F]+", "", str(error))
     return f"{type(error).__name__}: {message}"[:500]
 
