@@ -4,12 +4,14 @@
         [--weights imagenet|URI] [--quarantine URI] [--image-size 224] [--engine tflite|keras]
         [--model-cache URI]
 
-Reads every .jpg/.jpeg/.png under --input (Spark `binaryFile`, recursive), labels each image by its
-parent folder, and writes one row per image to Parquet at --output:
+Reads every object under --input whose name ends in .jpg/.jpeg/.png (any case; Spark `binaryFile`),
+labels each image by its parent folder, and writes one row per image to Parquet at --output:
 `path, label, split, features` (1280 float32, MobileNetV2 include_top=False + average pooling).
-Images that cannot be decoded go to --quarantine as `path, error`; only a run in which nothing at
-all could be read fails. `<output>/_manifest.json` is written last: its presence marks the output
-as complete, and it records the counts, the weights used (source and sha256) and the versions.
+Images that cannot be read go to --quarantine as `path, error`. The job lists --input itself, by
+the file system's API, and checks at the end that every image it listed is either featurized or
+quarantined: it fails naming any that is neither (and when nothing at all could be read).
+`<output>/_manifest.json` is written last: its presence marks the output as complete, and it
+records the counts, the weights used (source and sha256) and the versions.
 
 How the model reaches the executors: the driver loads the weights once, builds the model and
 broadcasts it, serialised, to the executors; each Python worker deserialises it once and reuses it
@@ -32,24 +34,41 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from functools import partial
-from urllib.parse import unquote
+from functools import partial, reduce
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from py4j.protocol import Py4JJavaError
 from pyspark import AccumulatorParam
+from pyspark.errors import AnalysisException, IllegalArgumentException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 FEATURE_SIZE = 1280
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
 SPLIT_FOLDERS = ("Training", "Test")
-# Images larger than this many pixels are refused before decoding (decompression bombs): a
-# 20000x20000 image would need 1.2 GB of RGB memory in a Python worker.
+# What the workers decode, whatever the extension says (Pillow's format names; JPEG includes
+# phones' multi-picture MPO). Pillow opens more, but a photo is one of these, and some others
+# run external programs (EPS: Ghostscript).
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "AVIF")
+# Decompression bombs are refused from the header, before decoding. An image decoded at full
+# size may have this many pixels (160 MB as RGBA in a Python worker; a 20000x20000 PNG would
+# need 1.6 GB) ...
 MAX_IMAGE_PIXELS = 40_000_000
+# ... and a JPEG this many: it is decoded at 1/2, 1/4 or 1/8 of its size (JPEG's DCT scaling),
+# so a 200 Mpx phone photo takes 3 Mpx of memory.
+MAX_JPEG_PIXELS = 250_000_000
+# No photo is larger (a 200 Mpx JPEG is 20 to 60 MB); a Python worker holds one at a time.
+MAX_FILE_BYTES = 256 * 2**20
+# Photos' bytes per Spark partition, hence at most per Arrow batch in a Python worker (one larger
+# photo gets a partition of its own). Spark 3.5 bounds Arrow batches by rows only: 64 rows of
+# 200 Mpx photos would be 2 to 4 GB.
+MAX_PARTITION_BYTES = 64 * 2**20
 # Images per call of the Keras engine: small enough to stay in cache.
 KERAS_MICRO_BATCH = 16
 # Rows per Arrow batch handed to a Python worker.
@@ -69,27 +88,25 @@ FEATURIZED_DDL = "path string, features array<float>"
 
 
 def decode_image(content: bytes, size: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Bytes of a JPEG/PNG -> float32 array (size, size, 3) in MobileNetV2's [-1, 1] range.
+    """Bytes of an image -> float32 array (size, size, 3) in MobileNetV2's [-1, 1] range.
 
     With `out` (a float32 (size, size, 3) array) the pixels are written there, so a batch is
     decoded in place rather than allocated image by image and stacked.
 
-    Any mode is brought to 8-bit RGB: 16-bit and 32-bit greyscale are rescaled (not clipped),
-    transparency is composited on white (the Fruits-360 background), CMYK and palettes are
-    converted, and EXIF orientation is applied so a rotated phone photo is seen upright.
+    Any of IMAGE_FORMATS, any mode, is brought to 8-bit RGB: 16-bit and 32-bit greyscale are
+    rescaled (not clipped), transparency is composited on white (the Fruits-360 background),
+    CMYK and palettes are converted, and EXIF orientation is applied so a rotated phone photo is
+    seen upright. A large JPEG is decoded at reduced scale first, then resized like any image.
     Raises ValueError (or PIL's own errors) on anything that is not a readable image.
     """
     from PIL import Image, ImageOps
 
     if not content:
         raise ValueError("empty file")
-    with Image.open(io.BytesIO(content)) as image:
-        width, height = image.size  # read from the header, nothing decoded yet
-        if width * height > MAX_IMAGE_PIXELS:
-            raise ValueError(
-                f"image too large: {width}x{height} pixels exceeds {MAX_IMAGE_PIXELS} "
-                "(possible decompression bomb)"
-            )
+    # Pillow's own bomb check (over 179 Mpx) would refuse 200 Mpx photos: ours is below.
+    Image.MAX_IMAGE_PIXELS = None
+    with Image.open(io.BytesIO(content), formats=IMAGE_FORMATS) as image:
+        prepare_decoding(image, size)  # from the header, nothing decoded yet
         image.load()
         ImageOps.exif_transpose(image, in_place=True)
         rgb = _to_rgb(image)
@@ -101,11 +118,36 @@ def decode_image(content: bytes, size: int, out: np.ndarray | None = None) -> np
     return np.subtract(out, np.float32(1.0), out=out)
 
 
+def prepare_decoding(image, size: int) -> None:
+    """Refuse a decompression bomb, and have a large JPEG decoded at 1/2, 1/4 or 1/8 scale
+    (Pillow's `draft`: libjpeg's DCT scaling) while keeping at least `size` pixels a side.
+
+    Decoding a 48 Mpx photo at 1/8 takes 2 MB of RGB instead of 144 MB and a fraction of the
+    time; the bilinear resize to `size` then averages over as many source pixels either way.
+    """
+    width, height = image.size
+    jpeg = image.format in ("JPEG", "MPO")
+    limit = MAX_JPEG_PIXELS if jpeg else MAX_IMAGE_PIXELS
+    if width * height > limit:
+        raise ValueError(
+            f"image too large: {width}x{height} pixels exceeds {limit} for {image.format} "
+            "(possible decompression bomb)"
+        )
+    if jpeg and min(width, height) >= 2 * size:
+        image.draft(None, (size, size))
+    if image.size[0] * image.size[1] > MAX_IMAGE_PIXELS:  # a JPEG too narrow to scale down
+        raise ValueError(
+            f"image too large: {width}x{height} JPEG decodes to {image.size[0]}x{image.size[1]} "
+            f"pixels at the smallest scale that keeps {size} a side, over {MAX_IMAGE_PIXELS} "
+            "(possible decompression bomb)"
+        )
+
+
 def _to_rgb(image):
     from PIL import Image
 
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # PIL's convert() clips wide integer modes at 255: rescale to 8 bits instead.
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        # PIL's convert() clips wide and float modes at 255: rescale to 8 bits instead.
         wide = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") else max(float(wide.max()), 1.0)
         image = Image.fromarray(np.clip(wide / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
@@ -391,22 +433,24 @@ def featurize_batch(batch: pa.RecordBatch, backbone, image_size: int) -> pa.Reco
     model as soon as a micro-batch of them is decoded, while their pixels are still in the CPU's
     cache: 2% faster than decoding the whole batch first, and no 38 MB array of pixels per batch.
     """
-    contents = batch.column("content").to_pylist()
+    contents = batch.column("content")
+    rows = batch.num_rows
     pixels = np.empty((backbone.micro_batch, image_size, image_size, 3), np.float32)
-    features = np.empty((len(contents), FEATURE_SIZE), np.float32)  # decoded rows only, in order
+    features = np.empty((rows, FEATURE_SIZE), np.float32)  # decoded rows only, in order
     decoded_rows: list[int] = []
-    errors: list[str | None] = [None] * len(contents)
+    errors: list[str | None] = [None] * rows
     waiting = 0  # decoded into `pixels`, not yet through the model
 
     def run_model() -> None:
         done = len(decoded_rows)
         features[done - waiting : done] = backbone.predict(pixels[:waiting])
 
-    for row, content in enumerate(contents):
+    for row in range(rows):
+        content = contents[row].as_py()  # one photo's bytes at a time, not a copy of the batch
         try:
             decode_image(content, image_size, out=pixels[waiting])
         except Exception as error:  # any undecodable input becomes a quarantine row
-            errors[row] = describe_error(error)
+            errors[row] = describe_error(error, content)
             continue
         decoded_rows.append(row)
         waiting += 1
@@ -418,7 +462,7 @@ def featurize_batch(batch: pa.RecordBatch, backbone, image_size: int) -> pa.Reco
     return pa.RecordBatch.from_arrays(
         [
             batch.column("path"),
-            feature_column(features[: len(decoded_rows)], decoded_rows, len(contents)),
+            feature_column(features[: len(decoded_rows)], decoded_rows, rows),
             pa.array(errors, pa.string()),
         ],
         schema=RESULT_SCHEMA,
@@ -437,12 +481,18 @@ def feature_column(features: np.ndarray, rows: list[int], length: int) -> pa.Lis
     )
 
 
-def describe_error(error: Exception) -> str:
+# ISO media brands of HEIF photos (iPhones save HEIC): Pillow has no decoder for them.
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1"}
+
+
+def describe_error(error: Exception, content: bytes = b"") -> str:
     """A short reason for the quarantine, the same on every run (no object addresses)."""
     from PIL import UnidentifiedImageError
 
     if isinstance(error, UnidentifiedImageError):
-        return "UnidentifiedImageError: not a readable JPEG or PNG image"
+        if content[4:8] == b"ftyp" and content[8:12] in HEIF_BRANDS:
+            return "UnidentifiedImageError: a HEIC/HEIF photo, not supported: convert it to JPEG"
+        return "UnidentifiedImageError: not a supported image (" + ", ".join(IMAGE_FORMATS) + ")"
     message = re.sub(r" at 0x[0-9a-fA-F]+", "", str(error))
     return f"{type(error).__name__}: {message}"[:500]
 
@@ -452,21 +502,147 @@ def describe_error(error: Exception) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def read_images(spark: SparkSession, input_uri: str) -> DataFrame:
-    """All .jpg/.jpeg/.png files under input_uri (any case), with their bytes."""
-    glob = "*.{" + ",".join(e for ext in IMAGE_EXTENSIONS for e in (ext, ext.upper())) + "}"
+# How the photos are read, in bulk or by explicit path.
+IMAGE_READ_OPTIONS = {
+    "recursiveFileLookup": "true",  # every subfolder, no partition discovery
+    # One object Spark cannot read must not fail the run: Spark skips it, the job's own listing
+    # finds it missing and quarantines it with the reason the driver gets reading it.
+    "ignoreCorruptFiles": "true",
+    "ignoreMissingFiles": "true",
+    # Hadoop's checksummed local file system opens a `.<name>.crc` beside each file and cannot
+    # parse that name when it holds a ':' (12:30:00.jpg failed the whole job). Local reads go
+    # through the raw local file system instead (nothing else is `file:` on a cluster).
+    "fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
+    "fs.file.impl.disable.cache": "true",
+}
+# Spark's pathGlobFilter is case-sensitive: *.{[jJ][pP][gG],...} matches .JpEg too.
+IMAGE_GLOB = (
+    "*.{"
+    + ",".join("".join(f"[{c}{c.upper()}]" for c in extension) for extension in IMAGE_EXTENSIONS)
+    + "}"
+)
+HIDDEN_NAME_ERROR = (
+    "hidden name: Spark's file sources never read a file whose name starts with '_' or '.', "
+    "even by its full path; rename it to have it featurized"
+)
+UNGLOBBABLE_ERROR = (
+    "cannot be read through Spark: in a folder Spark's listing skips ('_' or '.'), a path "
+    "holding ':' and one of *?[]{}\\ can only be given to Spark as a pattern, which Hadoop "
+    "cannot parse; rename it to have it featurized"
+)
+
+
+def list_images(spark: SparkSession, input_uri: str) -> dict[str, str | None]:
+    """Every object under input_uri named like an image, whatever the name, from the file
+    system's own listing (jobio.list_files), not from the rules of Spark's DataFrame reader:
+    path -> the reason it cannot be read when the listing already tells, else None."""
+    import jobio
+
     try:
-        return (
-            spark.read.format("binaryFile")
-            .option("pathGlobFilter", glob)
-            .option("recursiveFileLookup", "true")
-            .load(input_uri)
-            .select("path", "content")
-        )
-    except Exception as error:
-        if "PATH_NOT_FOUND" in str(error) or "Path does not exist" in str(error):
-            raise SystemExit(f"featurize: input {input_uri} does not exist") from error
-        raise
+        files = jobio.list_files(spark, input_uri)
+    except FileNotFoundError:
+        raise SystemExit(f"featurize: input {input_uri} does not exist") from None
+    return {path: problem for path, problem in files.items() if is_image_name(path)}
+
+
+def is_image_name(path: str) -> bool:
+    _, dot, extension = path.rpartition("/")[2].rpartition(".")
+    return bool(dot) and extension.isascii() and extension.lower() in IMAGE_EXTENSIONS
+
+
+def hidden_from_spark(path: str) -> bool:
+    """Names that Spark's file indexes drop even when given explicitly (isDataPath in
+    PartitioningAwareFileIndex, Spark 3 and 4): leading '_' without '=', or leading '.'."""
+    name = path.rpartition("/")[2]
+    return (name.startswith("_") and "=" not in name) or name.startswith(".")
+
+
+def read_images(
+    spark: SparkSession, input_uri: str, listed: dict[str, str | None]
+) -> tuple[DataFrame, dict[str, str]]:
+    """(path, content) of the listed images that Spark can read; path -> reason for the others.
+
+    Spark's own listing of input_uri reads nearly all of them at once. Images in folders whose
+    names start with '_' or '.' (which that listing skips) are read by their explicit paths, a
+    second small read; images whose own names do are quarantined (HIDDEN_NAME_ERROR), and so
+    are the few of those folders' images that no explicit path can name (UNGLOBBABLE_ERROR).
+    Files of more than MAX_FILE_BYTES give no row (the length filter runs before their bytes
+    are read).
+    """
+    bulk = image_reader(spark).option("pathGlobFilter", IMAGE_GLOB).load(literal_path(input_uri))
+    unreadable = {path: problem for path, problem in listed.items() if problem}
+    left_out = not_in_bulk_read(bulk, [path for path in listed if path not in unreadable])
+    unreadable.update({path: HIDDEN_NAME_ERROR for path in left_out if hidden_from_spark(path)})
+    unreadable.update({path: UNGLOBBABLE_ERROR for path in left_out if unglobbable(path)})
+    explicit, failed = read_paths(spark, [path for path in left_out if path not in unreadable])
+    unreadable.update(failed)
+    images = bulk if explicit is None else bulk.unionByName(explicit)
+    return images.where(F.col("length") <= MAX_FILE_BYTES).select("path", "content"), unreadable
+
+
+def image_reader(spark: SparkSession):
+    return spark.read.format("binaryFile").options(**IMAGE_READ_OPTIONS)
+
+
+def literal_path(path: str) -> str:
+    """`path` as DataFrameReader.load reads it literally: load expands the glob characters
+    `*?[]{}` (Hadoop's globber, where a backslash escapes them)."""
+    return re.sub(r"([\\*?\[\]{}])", r"\\\1", path)
+
+
+def unglobbable(path: str) -> bool:
+    """A path load must glob (it holds `*?[]{}` or a backslash) and whose own name or folders
+    hold a ':': Hadoop's globber parses each part of the path on its own, where `12:00` reads
+    as a URI scheme, and fails."""
+    return literal_path(path) != path and ":" in path.partition(":")[2]
+
+
+def not_in_bulk_read(bulk: DataFrame, readable: list[str]) -> list[str]:
+    """The readable listed images that Spark's listing of the folder left out.
+
+    From the listing Spark already made on the driver: no job, nothing read. The JVM's own
+    array, not `DataFrame.inputFiles()`, which fetches it one py4j call per file (0.7 s for
+    13,680): its length is one call, and its paths are only needed when the counts differ.
+    """
+    found = bulk._jdf.inputFiles()
+    if len(found) == len(readable):
+        return []
+    string_utils = bulk.sparkSession.sparkContext._jvm.org.apache.hadoop.util.StringUtils
+    # URIs, escaped (a newline in a name is %0A): one string, split here.
+    uris = string_utils.join("\n", found).split("\n") if len(found) else []
+    shown = {path_from_uri(uri) for uri in uris}
+    return [path for path in readable if path not in shown]
+
+
+def path_from_uri(uri: str) -> str:
+    """A URI of inputFiles() (file:///in/a%20b.jpg) as Hadoop's Path.toString() and the `path`
+    column show it (file:/in/a b.jpg)."""
+    parts = urlsplit(uri)
+    authority = f"//{parts.netloc}" if parts.netloc else ""
+    return f"{parts.scheme}:{authority}{unquote(parts.path)}"
+
+
+PLANNING_ERRORS = (AnalysisException, IllegalArgumentException, Py4JJavaError)
+
+
+def read_paths(spark: SparkSession, paths: list[str]) -> tuple[DataFrame | None, dict[str, str]]:
+    """(path, content, ...) of these files read by their explicit paths; path -> Spark's error
+    for any it refuses at planning (Spark plans them together: one refusal fails them all, so
+    they are then read one by one)."""
+    if not paths:
+        return None, {}
+    failed: dict[str, str] = {}
+    try:
+        frame = image_reader(spark).load([literal_path(path) for path in paths])
+    except PLANNING_ERRORS:
+        frames = []
+        for path in paths:
+            try:
+                frames.append(image_reader(spark).load(literal_path(path)))
+            except PLANNING_ERRORS as error:
+                failed[path] = "cannot be read through Spark: " + str(error).splitlines()[0][:300]
+        frame = reduce(DataFrame.unionByName, frames) if frames else None
+    return frame, failed
 
 
 def label_of(path: Column) -> Column:
@@ -492,6 +668,7 @@ FEATURES_PARQUET_OPTIONS = {
 }
 
 EMPTY_FILE_ERROR = "ValueError: empty file"
+TOO_LARGE_ERROR = f"ValueError: file too large: over {MAX_FILE_BYTES} bytes"
 QUARANTINE_SCHEMA = pa.schema([("path", pa.string()), ("error", pa.string())])
 
 
@@ -510,34 +687,58 @@ def quarantine_parquet(unreadable: dict[str, str]) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def listed_images(images: DataFrame) -> Sequence[str]:
-    """Every image file the read found, zero-byte ones included, as URIs (file:///a%20b.jpg).
+@dataclass(frozen=True)
+class Accounting:
+    """How the listed images that gave no row and no error are accounted for."""
 
-    From the listing Spark already made on the driver: no job, nothing read. The JVM's own array,
-    not `DataFrame.inputFiles()`, which fetches it one py4j call per file (0.7 s for 13,680):
-    its length is one call, and its paths are only needed when the counts differ.
+    quarantined: dict[str, str]  # path -> the reason the driver found
+    missing: list[str]  # listed, read fine by the driver, yet neither featurized nor quarantined
+    unexpected: list[str]  # featurized or quarantined but not listed, or featurized twice
+
+
+def account_for(
+    listed: Collection[str],
+    featurized: int,
+    quarantined: dict[str, str],
+    featurized_paths: Callable[[], list[str]],
+    why_unread: Callable[[str], str | None],
+) -> Accounting:
+    """Check that every listed image is featurized or quarantined, exactly once.
+
+    Counts first: every listed image gives at most one row, so the paths are only compared when
+    the counts differ. A listed image that gave no row (Spark plans no read of a zero-byte file,
+    skips one it cannot read, drops one over MAX_FILE_BYTES) gets the reason `why_unread` finds
+    reading it on the driver; one that reads fine there stays `missing`.
     """
-    return images._jdf.inputFiles()
+    listed_set = set(listed)
+    if featurized + len(quarantined) == len(listed_set) and quarantined.keys() <= listed_set:
+        return Accounting({}, [], [])
+    paths = featurized_paths()
+    seen = set(paths) | quarantined.keys()
+    twice = {path for path, times in Counter(paths).items() if times > 1}
+    found: dict[str, str] = {}
+    missing = []
+    for path in sorted(listed_set - seen):
+        reason = why_unread(path)
+        if reason:
+            found[path] = reason
+        else:
+            missing.append(path)
+    return Accounting(found, missing, sorted((seen - listed_set) | twice))
 
 
-def empty_files(
-    listed: Sequence[str], rows_read: int, paths_read: Callable[[], set[str]]
-) -> list[str]:
-    """Listed image files that gave no row: the zero-byte ones.
-
-    Spark's file sources plan no split for a zero-length file, so `binaryFile` silently drops
-    it; the listing still has it, so it is quarantined, not lost. Every other file gives exactly
-    one row, so the paths are only compared when the counts differ (almost never).
-    """
-    if rows_read == len(listed):
-        return []
-    return sorted({path_as_spark_shows_it(uri) for uri in listed} - paths_read())
-
-
-def path_as_spark_shows_it(uri: str) -> str:
-    """inputFiles() gives escaped URIs (file:///a%20b.jpg); the `path` column is file:/a b.jpg."""
-    path = unquote(uri)
-    return "file:/" + path[len("file:///") :] if path.startswith("file:///") else path
+def unread_reason(path: str, probe: Callable[[str], int]) -> str | None:
+    """Why a listed image gave no row, from reading it on the driver (jobio.probe); None when
+    the driver reads it fine."""
+    try:
+        length = probe(path)
+    except OSError as error:
+        return f"cannot be read: {error}"[:500]
+    if length == 0:
+        return EMPTY_FILE_ERROR
+    if length > MAX_FILE_BYTES:
+        return TOO_LARGE_ERROR
+    return None
 
 
 def featurize(images: DataFrame, broadcast, engine: str, image_size: int, unreadable) -> DataFrame:
@@ -604,7 +805,8 @@ def configure_for_images(spark: SparkSession) -> None:
     Spark's default 4 MB `openCostInBytes` makes a 5 KB photo weigh like a 4 MB file, so 4,560
     photos became 3 lopsided partitions on 2 cores. Counting each file at 8 KB and asking for at
     least 4 partitions per core gives even tasks and a short tail. 64-row Arrow batches keep the
-    Python workers' memory flat however large a partition is.
+    Python workers' memory flat however large a partition is, and partitions of at most
+    MAX_PARTITION_BYTES keep it flat however large the photos are.
     """
     cores = spark.sparkContext.defaultParallelism
     if spark.sparkContext.master.startswith("local"):
@@ -612,6 +814,7 @@ def configure_for_images(spark: SparkSession) -> None:
         spark.conf.set("spark.sql.sources.parallelPartitionDiscovery.threshold", str(2**31 - 1))
     spark.conf.set("spark.sql.files.openCostInBytes", str(8 * 1024))
     spark.conf.set("spark.sql.files.minPartitionNum", str(4 * cores))
+    spark.conf.set("spark.sql.files.maxPartitionBytes", str(MAX_PARTITION_BYTES))
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
 
 
@@ -623,10 +826,11 @@ def main(argv: list[str] | None = None) -> None:
     spark = SparkSession.builder.appName("fruits-featurize").getOrCreate()
     configure_for_images(spark)
 
-    images = read_images(spark, args.input)
-    listed = listed_images(images)
+    input_uri = jobio.qualify(args.input)
+    listed = list_images(spark, input_uri)
     if not listed:  # fail before loading any model
         raise SystemExit(f"featurize: no .jpg/.jpeg/.png images found under {args.input}")
+    images, unreadable = read_images(spark, input_uri, listed)
 
     weights_uri = args.weights if args.weights == "imagenet" else jobio.qualify(args.weights)
     storage = Storage(
@@ -639,25 +843,29 @@ def main(argv: list[str] | None = None) -> None:
     broadcast = spark.sparkContext.broadcast(loaded.model_bytes)
 
     # One pass: the model runs once per image and its features are written as they come.
-    unreadable = spark.sparkContext.accumulator({}, UnreadableImages())
-    features = featurize(images, broadcast, args.engine, args.image_size, unreadable)
+    undecodable = spark.sparkContext.accumulator({}, UnreadableImages())
+    features = featurize(images, broadcast, args.engine, args.image_size, undecodable)
     features.write.mode("overwrite").options(**FEATURES_PARQUET_OPTIONS).parquet(args.output)
 
     written = spark.read.schema(features.schema).parquet(args.output)  # no job to infer it
     featurized = written.count()  # from the Parquet footers
-    quarantine = dict(unreadable.value)
-    empty = empty_files(
+    quarantine = {**unreadable, **undecodable.value}
+    accounting = account_for(
         listed,
-        featurized + len(quarantine),
-        lambda: {row["path"] for row in written.select("path").toLocalIterator()} | set(quarantine),
+        featurized,
+        quarantine,
+        lambda: [row["path"] for row in written.select("path").toLocalIterator()],
+        partial(unread_reason, probe=partial(jobio.probe, spark)),
     )
-    quarantine.update(dict.fromkeys(empty, EMPTY_FILE_ERROR))
+    quarantine.update(accounting.quarantined)
     counts = {"read": len(listed), "featurized": featurized, "quarantined": len(quarantine)}
     jobio.delete(spark, args.quarantine)
     jobio.write_bytes(
         spark, jobio.join(args.quarantine, "part-00000.parquet"), quarantine_parquet(quarantine)
     )
-    if featurized == 0:  # no manifest: the output is not marked complete
+    if accounting.missing or accounting.unexpected:  # no manifest: the output is not complete
+        raise SystemExit(unaccounted_message(args.input, accounting))
+    if featurized == 0:
         raise SystemExit(
             f"featurize: none of the {counts['read']} images under {args.input} could be read; "
             f"the errors are in {args.quarantine}"
@@ -668,7 +876,30 @@ def main(argv: list[str] | None = None) -> None:
         jobio.join(args.output, "_manifest.json"),
         build_manifest(args, loaded, counts, spark.version),
     )
-    print(f"featurize: {counts} -> {args.output} in {time.time() - started:.3f} s")
+    print(
+        f"featurize: {counts['read']} images under {args.input}: "
+        f"{featurized} featurized -> {args.output}, "
+        f"{counts['quarantined']} quarantined -> {args.quarantine} "
+        f"in {time.time() - started:.3f} s"  # benchmarks/featurize.py reads the time here
+    )
+
+
+def unaccounted_message(input_uri: str, accounting: Accounting, shown: int = 20) -> str:
+    lines = [f"featurize: the images under {input_uri} do not add up:"]
+    if accounting.missing:
+        lines.append(
+            f"{len(accounting.missing)} listed images were neither featurized nor quarantined, "
+            "though the driver reads them (Spark skipped them: see 'Skipped the rest of the "
+            "content in the corrupted file' in the executors' logs):"
+        )
+        lines += [f"  {path}" for path in accounting.missing[:shown]]
+    if accounting.unexpected:
+        lines.append(
+            f"{len(accounting.unexpected)} images were featurized twice or not listed "
+            "(written to the input during the run?):"
+        )
+        lines += [f"  {path}" for path in accounting.unexpected[:shown]]
+    return "\n".join(lines)
 
 
 def build_manifest(

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from contextlib import contextmanager
 from typing import Any
 
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 
 
@@ -26,8 +29,9 @@ def _fs_and_path(spark: SparkSession, uri: str):
 
 
 def qualify(uri: str) -> str:
-    """A bare local path becomes an absolute `file:` URI; URIs with a scheme pass through."""
-    if "://" in uri or uri.startswith("file:"):
+    """A bare local path becomes an absolute `file:` URI; URIs with a scheme (s3://, dbfs:/,
+    file:) pass through."""
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", uri):
         return uri
     return "file://" + os.path.abspath(uri)
 
@@ -76,6 +80,104 @@ def _local_file(spark: SparkSession):
     with tempfile.TemporaryDirectory(prefix="jobio-") as scratch:
         local = os.path.join(scratch, "object")
         yield local, spark.sparkContext._jvm.org.apache.hadoop.fs.Path("file://" + local)
+
+
+def list_files(spark: SparkSession, uri: str) -> dict[str, str | None]:
+    """Every file under `uri`, recursively and whatever its name, as the path strings Spark's
+    `path` column shows (`file:/in/a b.jpg`, `s3://lake/in/_DSC0001.JPG`), each with the reason
+    it cannot be read when the listing already tells (a broken symbolic link), else None.
+
+    One recursive `FileSystem.listFiles`: a flat listing on S3 (a request per 1,000 objects, no
+    request per object), and no rule of Spark's DataFrame reader, which skips names starting
+    with `_` or `.`. A local folder is walked with `os.scandir` instead: Hadoop's local file
+    system starts an `ls` process per file to fill in its permissions (4.7 ms a file) and leaves
+    broken symbolic links out. Raises FileNotFoundError when nothing is at `uri`.
+    """
+    if uri.startswith("file:"):
+        return _list_local_files("/" + uri[len("file:") :].lstrip("/"))
+    return dict.fromkeys(hadoop_list_files(spark, uri))
+
+
+def hadoop_list_files(spark: SparkSession, uri: str) -> list[str]:
+    fs, path = _fs_and_path(spark, uri)
+    if not fs.exists(path):
+        raise FileNotFoundError(uri)
+    remote_iterators = spark.sparkContext._jvm.org.apache.hadoop.util.functional.RemoteIterators
+    return path_strings(spark, remote_iterators.toList(fs.listFiles(path, True)))
+
+
+def path_strings(spark: SparkSession, statuses, separator: str = "\0") -> list[str]:
+    """The paths of a Java list of FileStatus in a few py4j calls, not two per file (100,000
+    files would take seconds): joined in the JVM, split here.
+
+    py4j matches array arguments by their exact type, hence the copies between array types.
+    """
+    count = statuses.size()
+    if count == 0:
+        return []
+    jvm = spark.sparkContext._jvm
+    array_type = jvm.java.lang.Class.forName("[Lorg.apache.hadoop.fs.FileStatus;")
+    typed = jvm.java.util.Arrays.copyOf(statuses.toArray(), count, array_type)
+    paths = jvm.org.apache.hadoop.fs.FileUtil.stat2Paths(typed)
+    objects = spark.sparkContext._gateway.new_array(jvm.java.lang.Object, count)
+    jvm.java.lang.System.arraycopy(paths, 0, objects, 0, count)
+    joined = jvm.org.apache.hadoop.util.StringUtils.join(
+        separator, jvm.java.util.Arrays.asList(objects)
+    )
+    strings = joined.split(separator)
+    if len(strings) == count:
+        return strings
+    # A name holding the separator (no file system allows NUL): one call per file then.
+    return [statuses.get(index).getPath().toString() for index in range(count)]
+
+
+def _list_local_files(top: str) -> dict[str, str | None]:
+    top = os.path.abspath(top)
+    if os.path.isfile(top):
+        return {"file:" + top: None}
+    if not os.path.isdir(top):
+        raise FileNotFoundError(top)
+    found: dict[str, str | None] = {}
+    folders = [(top, frozenset([_identity(top)]))]  # each with the folders above it
+    while folders:
+        folder, above = folders.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir():  # symbolic links to folders are followed, as Hadoop does,
+                    identity = _identity(entry.path)
+                    if identity not in above:  # but not round a cycle
+                        folders.append((entry.path, above | {identity}))
+                elif entry.is_file():
+                    found["file:" + entry.path] = None
+                elif entry.is_symlink():
+                    found["file:" + entry.path] = "broken symbolic link: its target does not exist"
+                else:
+                    found["file:" + entry.path] = "not a regular file (a pipe, socket or device)"
+    return found
+
+
+def _identity(path: str) -> tuple[int, int]:
+    status = os.stat(path)
+    return status.st_dev, status.st_ino
+
+
+def probe(spark: SparkSession, uri: str) -> int:
+    """Open the object and read its first byte through Hadoop, as an executor would; returns
+    its length. Raises OSError with Hadoop's reason when that fails."""
+    try:
+        fs, path = _fs_and_path(spark, uri)
+        length = fs.getFileStatus(path).getLen()
+        stream = fs.open(path)
+        try:
+            stream.read()
+        finally:
+            stream.close()
+    except Py4JJavaError as error:  # as py4j gives most Java exceptions
+        java = error.java_exception
+        raise OSError(f"{java.getClass().getSimpleName()}: {java.getMessage()}") from None
+    except PySparkException as error:  # as PySpark converts some (IllegalArgumentException)
+        raise OSError(str(error).splitlines()[0]) from None
+    return length
 
 
 def write_json(spark: SparkSession, uri: str, document: dict[str, Any]) -> None:

@@ -12,9 +12,13 @@ SPARK_SUBMIT = Path(sys.executable).with_name("spark-submit")
 
 
 def spark_submit(
-    job: str, *args: str, conf: dict[str, str] | None = None, timeout: float = 600
+    job: str,
+    *args: str,
+    conf: dict[str, str] | None = None,
+    timeout: float = 600,
+    master: str = "local[2]",
 ) -> subprocess.CompletedProcess:
-    command = [str(SPARK_SUBMIT), "--master", "local[2]", "--conf", "spark.ui.enabled=false"]
+    command = [str(SPARK_SUBMIT), "--master", master, "--conf", "spark.ui.enabled=false"]
     for key, value in (conf or {}).items():
         command += ["--conf", f"{key}={value}"]
     command += [str(REPO / "spark_jobs" / f"{job}.py"), *args]

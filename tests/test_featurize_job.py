@@ -133,7 +133,7 @@ def test_broken_files_are_quarantined_with_a_reason(run):
     assert set(reasons) == {Path(r).name for r in broken_files()}
     assert "empty file" in reasons["zero bytes.jpg"]
     assert "truncated" in reasons["truncated.jpg"] or "broken" in reasons["truncated.jpg"]
-    assert "not a readable JPEG or PNG image" in reasons["page.jpeg"]
+    assert "not a supported image" in reasons["page.jpeg"]
     assert "decompression bomb" in reasons["bomb.png"]
 
 

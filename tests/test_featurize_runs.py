@@ -12,17 +12,7 @@ import featurize
 
 pytestmark = pytest.mark.spark
 
-SMALL = ["--image-size", "32"]  # seeded random weights at 32x32: fast, same code path
-
-
-@pytest.fixture(scope="module")
-def random_weights(tmp_path_factory) -> Path:
-    import keras
-
-    keras.utils.set_random_seed(7)
-    path = tmp_path_factory.mktemp("weights") / "random.weights.h5"
-    featurize.build_keras_backbone(32).save_weights(path)
-    return path
+SMALL = ["--image-size", "32"]  # seeded random weights at 32x32 (conftest): fast, same code path
 
 
 def photos(sample_dir: Path, target: Path, split: str, count: int) -> Path:
