@@ -841,6 +841,9 @@ def main(argv: list[str] | None = None) -> None:
     model_cache = jobio.qualify(args.model_cache) if args.model_cache else None
     loaded = load_weights_on_driver(weights_uri, args.image_size, args.engine, storage, model_cache)
     broadcast = spark.sparkContext.broadcast(loaded.model_bytes)
+    # Said here, not in the manifest: how this run got the model is no fact about the output.
+    origin = loaded.compiled_from
+    print(f"featurize: model {'converted from the weights' if origin == 'weights' else origin}")
 
     # One pass: the model runs once per image and its features are written as they come.
     undecodable = spark.sparkContext.accumulator({}, UnreadableImages())
@@ -917,7 +920,6 @@ def build_manifest(
         "model": {
             "architecture": "MobileNetV2 alpha=1.0 include_top=False pooling=avg",
             "engine": loaded.engine,
-            "compiled_from": loaded.compiled_from,
             "broadcast_sha256": hashlib.sha256(loaded.model_bytes).hexdigest(),
             "feature_size": FEATURE_SIZE,
         },
