@@ -14,6 +14,7 @@ export PATH := $(abspath $(BIN)):$(abspath node_modules/.bin):$(PATH)
 export PYTHONPATH := $(abspath plugins):$(abspath .)
 
 # Featurize any folder of photos: make featurize INPUT=~/photos OUTPUT=/tmp/features [WEIGHTS=...]
+# The last line says how many images were listed, featurized and quarantined, and where to.
 INPUT ?= ../shared/data/fruits360-sample
 OUTPUT ?= .local-runs/features
 WEIGHTS ?= ../shared/models/mobilenet_v2_1.0_pretrained_no_top.weights.h5
@@ -41,13 +42,15 @@ run: venv
 
 featurize: venv
 	$(BIN)/spark-submit --master 'local[*]' --driver-memory 4g \
-		--conf spark.log.level=WARN spark_jobs/featurize.py \
+		--conf spark.log.level=WARN --conf spark.ui.showConsoleProgress=false \
+		spark_jobs/featurize.py \
 		--input $(INPUT) --output $(OUTPUT) --weights $(WEIGHTS)
 
 bench: venv
 	$(BIN)/python -m benchmarks.featurize
 	$(BIN)/python -m benchmarks.quality
 	$(BIN)/python -m benchmarks.pca
+	$(BIN)/python -m benchmarks.big_photos
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .local-runs

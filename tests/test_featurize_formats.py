@@ -176,7 +176,7 @@ def test_a_48_bit_png_keeps_its_colours():
 
 
 def test_a_48_megapixel_phone_photo_is_decoded_at_an_eighth_of_its_size():
-    side = 2 * SIZE
+    side = 2 * SIZE  # 4 x 64 = 256 a side kept: 8000x6000 / 8
     photo = Image.linear_gradient("L").resize((8000, 6000)).convert("RGB")
     content = encode(photo, "JPEG", quality=90)
     with Image.open(io.BytesIO(content)) as image:
@@ -187,10 +187,19 @@ def test_a_48_megapixel_phone_photo_is_decoded_at_an_eighth_of_its_size():
     assert np.abs(ours - full).mean() < 0.01  # a smooth picture: all but the same pixels
 
 
+def test_a_multi_picture_phone_jpeg_is_scaled_like_any_jpeg():
+    mpo = encode(quadrants(1000, 800), "MPO", save_all=True, append_images=[quadrants()])
+    with Image.open(io.BytesIO(mpo)) as image:
+        assert image.format == "MPO"
+        prepare_decoding(image, 32)  # 4 x 32 a side kept: a quarter of 1000x800
+        assert image.size == (250, 200)
+
+
 def test_small_photos_are_decoded_at_full_size():
-    with Image.open(io.BytesIO(encode(quadrants(100, 100), "JPEG"))) as image:
-        prepare_decoding(image, 224)
-        assert image.size == (100, 100)
+    for side in (100, 1791):  # under 2 x 4 x 224: no scale keeps 896 a side
+        with Image.open(io.BytesIO(jpeg_claiming(side, side))) as image:
+            prepare_decoding(image, 224)
+            assert image.size == (side, side)
 
 
 @pytest.mark.parametrize(
