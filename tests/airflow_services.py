@@ -233,11 +233,7 @@ class AirflowServices:
             f"/api/v2/dags/{self.dag_id}/dagRuns/{quoted}/taskInstances/{task_id}"
             f"/logs/{try_number}?full_content=true"
         )
-        content = self.request("GET", path)["content"]
-        return "\n".join(
-            str(line.get("event", line)) if isinstance(line, dict) else str(line)
-            for line in content
-        )
+        return "\n".join(_log_line(entry) for entry in self.request("GET", path)["content"])
 
     def explain(self, run: Run, tail: int = 60) -> str:
         """For an assertion message: the run's tasks, and the end of each failed task's log."""
@@ -271,6 +267,14 @@ class AirflowServices:
             timeout=timeout,
             check=False,
         )
+
+
+def _log_line(entry: Any) -> str:
+    """A structured log entry as a line; an exception's type and message included."""
+    if not isinstance(entry, dict):
+        return str(entry)
+    errors = [f"{e['exc_type']}: {e['exc_value']}" for e in entry.get("error_detail") or []]
+    return " | ".join([str(entry.get("event", "")), *errors])
 
 
 def _iso(value: date | datetime) -> str:
