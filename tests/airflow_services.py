@@ -41,6 +41,9 @@ FINISHED = ("success", "failed")
 UNSUCCESSFUL_TASKS = ("failed", "upstream_failed", "up_for_retry")
 
 
+SQLITE_LOCK_TRIES = 10
+
+
 class ApiError(AssertionError):
     """The api-server answered with an HTTP error; the message has its body."""
 
@@ -118,14 +121,21 @@ class AirflowServices:
         request = urllib.request.Request(  # noqa: S310 (our loopback api-server)
             self.api_url + path, data=data, headers=headers, method=method
         )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback)
-                text = response.read().decode()
-        except urllib.error.HTTPError as error:
-            raise ApiError(
-                f"{method} {path} -> HTTP {error.code}: {error.read().decode()[:2000]}", error.code
-            ) from None
-        return json.loads(text) if text else None
+        # SQLite allows one writer: the api-server answers 503 "Database is locked" when the
+        # scheduler holds it (backfill creation says so). Such a request is tried again.
+        for attempt in range(SQLITE_LOCK_TRIES):
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                    text = response.read().decode()
+                return json.loads(text) if text else None
+            except urllib.error.HTTPError as error:
+                detail = error.read().decode()[:2000]
+                if "locked" in detail and attempt + 1 < SQLITE_LOCK_TRIES:
+                    time.sleep(3)
+                    continue
+                message = f"{method} {path} -> HTTP {error.code}: {detail}"
+                raise ApiError(message, error.code) from None
+        raise AssertionError("unreachable")
 
     @property
     def token(self) -> str:
@@ -146,7 +156,12 @@ class AirflowServices:
         except ApiError as error:
             if error.status != 404:
                 raise
-            self.request("POST", "/api/v2/variables", body)
+            try:
+                self.request("POST", "/api/v2/variables", body)
+            except ApiError as again:  # made meanwhile (a PATCH that lost a SQLite lock race)
+                if again.status != 409:
+                    raise
+                self.request("PATCH", f"/api/v2/variables/{key}", body)
 
     def trigger(
         self,
