@@ -41,6 +41,9 @@ FINISHED = ("success", "failed")
 UNSUCCESSFUL_TASKS = ("failed", "upstream_failed", "up_for_retry")
 
 
+SQLITE_LOCK_TRIES = 10
+
+
 class ApiError(AssertionError):
     """The api-server answered with an HTTP error; the message has its body."""
 
@@ -118,14 +121,21 @@ class AirflowServices:
         request = urllib.request.Request(  # noqa: S310 (our loopback api-server)
             self.api_url + path, data=data, headers=headers, method=method
         )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback)
-                text = response.read().decode()
-        except urllib.error.HTTPError as error:
-            raise ApiError(
-                f"{method} {path} -> HTTP {error.code}: {error.read().decode()[:2000]}", error.code
-            ) from None
-        return json.loads(text) if text else None
+        # SQLite allows one writer: the api-server answers 503 "Database is locked" when the
+        # scheduler holds it (backfill creation says so). Such a request is tried again.
+        for attempt in range(SQLITE_LOCK_TRIES):
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                    text = response.read().decode()
+                return json.loads(text) if text else None
+            except urllib.error.HTTPError as error:
+                detail = error.read().decode()[:2000]
+                if "locked" in detail and attempt + 1 < SQLITE_LOCK_TRIES:
+                    time.sleep(3)
+                    continue
+                message = f"{method} {path} -> HTTP {error.code}: {detail}"
+                raise ApiError(message, error.code) from None
+        raise AssertionError("unreachable")
 
     @property
     def token(self) -> str:
@@ -146,7 +156,12 @@ class AirflowServices:
         except ApiError as error:
             if error.status != 404:
                 raise
-            self.request("POST", "/api/v2/variables", body)
+            try:
+                self.request("POST", "/api/v2/variables", body)
+            except ApiError as again:  # made meanwhile (a PATCH that lost a SQLite lock race)
+                if again.status != 409:
+                    raise
+                self.request("PATCH", f"/api/v2/variables/{key}", body)
 
     def trigger(
         self,
@@ -233,11 +248,7 @@ class AirflowServices:
             f"/api/v2/dags/{self.dag_id}/dagRuns/{quoted}/taskInstances/{task_id}"
             f"/logs/{try_number}?full_content=true"
         )
-        content = self.request("GET", path)["content"]
-        return "\n".join(
-            str(line.get("event", line)) if isinstance(line, dict) else str(line)
-            for line in content
-        )
+        return "\n".join(_log_line(entry) for entry in self.request("GET", path)["content"])
 
     def explain(self, run: Run, tail: int = 60) -> str:
         """For an assertion message: the run's tasks, and the end of each failed task's log."""
@@ -271,6 +282,14 @@ class AirflowServices:
             timeout=timeout,
             check=False,
         )
+
+
+def _log_line(entry: Any) -> str:
+    """A structured log entry as a line; an exception's type and message included."""
+    if not isinstance(entry, dict):
+        return str(entry)
+    errors = [f"{e['exc_type']}: {e['exc_value']}" for e in entry.get("error_detail") or []]
+    return " | ".join([str(entry.get("event", "")), *errors])
 
 
 def _iso(value: date | datetime) -> str:

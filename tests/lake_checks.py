@@ -14,6 +14,8 @@ from localdev import lake
 SAMPLE = Path(__file__).resolve().parents[1] / "localdev" / "sample"
 # Spark names its part files with a random id per write: part-00000-<uuid>-c000.zstd.parquet
 SPARK_WRITE_ID = re.compile(r"-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# and Spark ML a saved model's stage folders with each stage's random uid: 0_StringIndexer_<12 hex>
+SPARK_ML_UID = re.compile(r"(/\d+_[A-Za-z]+)_[0-9a-f]{12}(?=/)")
 
 
 def land_photos(s3, night: str, classes: tuple[str, ...], per_split: int, offset: int = 0) -> int:
@@ -59,7 +61,8 @@ def lake_differences(before: dict[str, dict], after: dict[str, dict]) -> list[st
 
 
 def without_write_ids(names) -> list[str]:
-    return sorted(SPARK_WRITE_ID.sub("", name) for name in names)
+    """Object names with the random ids Spark puts in them removed: what a re-run can repeat."""
+    return sorted(SPARK_ML_UID.sub(r"\1", SPARK_WRITE_ID.sub("", name)) for name in names)
 
 
 def read_json(s3, key: str) -> dict:

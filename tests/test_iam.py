@@ -303,7 +303,7 @@ def test_the_airflow_role_passes_only_the_two_roles_to_their_services():
 
 
 @pytest.mark.parametrize("settings", SETTINGS)
-def test_airflow_writes_only_the_code_bundle_and_deletes_only_run_folders(settings):
+def test_airflow_writes_only_the_code_bundle_and_deletes_only_what_a_rerun_clears(settings):
     run = config(settings)
     policy = iam.render("airflow-role", run)
     lake = f"arn:aws:s3:::{run.lake_bucket}"
@@ -317,6 +317,7 @@ def test_airflow_writes_only_the_code_bundle_and_deletes_only_run_folders(settin
     assert writes == {
         ("s3:PutObject", f"{lake}/{run.code_prefix}/*"),
         ("s3:DeleteObject", f"{lake}/{run.runs_prefix}/*"),
+        ("s3:DeleteObject", f"{lake}/{run.moments_prefix}/*"),
     }
     bucket, key = run.weights_uri[len("s3://") :].split("/", 1)
     assert granted(policy, "s3:GetObject", f"arn:aws:s3:::{bucket}/{key}")

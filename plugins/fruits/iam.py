@@ -148,10 +148,10 @@ def airflow_role(config: RunConfig) -> dict[str, Any]:
                 ["s3:PutObject"],
                 objects_under(arns, config, config.code_prefix),
             ),
-            statement(
-                "ClearARunFolderBeforeARerun",
+            statement(  # clear_night_outputs: a date's run folder and PCA statistics
+                "ClearANightBeforeARerun",
                 ["s3:DeleteObject"],
-                objects_under(arns, config, config.runs_prefix),
+                objects_under(arns, config, config.runs_prefix, config.moments_prefix),
             ),
             list_the_lake(arns, config),
             statement(
