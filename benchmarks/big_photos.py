@@ -114,7 +114,7 @@ def run_job(images: Path, output: Path, weights: Path, cache: Path, cores: int):
 
 
 DECODE = """
-import io, resource, sys, time
+import io, sys, time
 sys.path.insert(0, {spark_jobs!r})
 import featurize
 from PIL import Image
@@ -126,7 +126,9 @@ if {how!r} == "job":
 else:
     with Image.open(io.BytesIO(content)) as image:
         image.convert("RGB").resize((224, 224), Image.BILINEAR)
-print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM, not ru_maxrss: a process started from this one inherits this one's maximum RSS
+peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(time.perf_counter() - started, int(peak.split()[1]) / 1024)
 """
 
 
