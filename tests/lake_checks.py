@@ -48,18 +48,6 @@ def list_lake(s3, prefix: str) -> dict[str, dict]:
     return objects
 
 
-def lake_differences(before: dict[str, dict], after: dict[str, dict]) -> list[str]:
-    """What differs between two listings of list_lake: names, sizes, contents (ETag)."""
-    problems = [f"only before: {k}" for k in sorted(before.keys() - after.keys())]
-    problems += [f"only after: {k}" for k in sorted(after.keys() - before.keys())]
-    problems += [
-        f"differs: {k} {before[k]} != {after[k]}"
-        for k in sorted(before.keys() & after.keys())
-        if before[k] != after[k]
-    ]
-    return problems
-
-
 def without_write_ids(names) -> list[str]:
     """Object names with the random ids Spark puts in them removed: what a re-run can repeat."""
     return sorted(SPARK_ML_UID.sub(r"\1", SPARK_WRITE_ID.sub("", name)) for name in names)
