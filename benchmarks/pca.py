@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> None:
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
+    for module in ("pca.py", "splits.py", "jobio.py"):  # the workers unpickle pca's functions
+        spark.sparkContext.addPyFile(str(REPO / "spark_jobs" / module))
     with tempfile.TemporaryDirectory(prefix="bench-pca-") as scratch:
         features = Path(scratch, "features")
         run(

@@ -134,17 +134,24 @@ def _logical(run: Run) -> datetime:
     return datetime.fromisoformat(run.logical_date) if run.logical_date else run.run_after_time
 
 
-def lake_state(s3) -> dict[str, dict]:
+def lake_state(s3) -> dict[str, object]:
     """Every output object of the lake by name, Spark's random write id taken out of part-file
-    names; a model's files by name only (Spark ML writes its save time and random uids in their
-    metadata, and LBFGS sums its gradients in the order tasks finish)."""
-    state = {}
+    names, with its bytes' MD5; a model's files by name only (Spark ML writes its save time and
+    random uids in their metadata, and LBFGS sums its gradients in the order tasks finish); a
+    night's features by their rows, every value exact (which part file a photo lands in follows
+    the order the local file system lists the staged photos in)."""
+    state: dict[str, object] = {}
     for root in LAKE_OUTPUTS:
         for name, meta in list_lake(s3, root).items():
-            state[f"{root}/{without_write_ids([name])[0]}"] = (
-                None if "/model/" in name else meta["etag"]
-            )
+            exact = "/model/" not in name and not (root == "features" and name.endswith(".parquet"))
+            state[f"{root}/{without_write_ids([name])[0]}"] = meta["etag"] if exact else None
+    for day in NIGHTS:
+        rows = read_parquet_rows(s3, f"features/ingest_date={day}", FEATURE_COLUMNS)
+        state[f"features/ingest_date={day} rows"] = sorted(tuple(r.values()) for r in rows)
     return state
+
+
+FEATURE_COLUMNS = ["path", "label", "split", "features"]
 
 
 def assert_published(airflow: AirflowServices, cloud: dict, run: Run, night: str) -> None:
