@@ -138,20 +138,26 @@ def lake_state(s3) -> dict[str, object]:
     """Every output object of the lake by name, Spark's random write id taken out of part-file
     names, with its bytes' MD5; a model's files by name only (Spark ML writes its save time and
     random uids in their metadata, and LBFGS sums its gradients in the order tasks finish); a
-    night's features by their rows, every value exact (which part file a photo lands in follows
-    the order the local file system lists the staged photos in)."""
+    night's features and PCA vectors by their rows, every value exact (which part file, and
+    where in it, a photo lands follows the order the local file system lists the staged photos
+    in)."""
     state: dict[str, object] = {}
     for root in LAKE_OUTPUTS:
         for name, meta in list_lake(s3, root).items():
-            exact = "/model/" not in name and not (root == "features" and name.endswith(".parquet"))
+            exact = "/model/" not in name and not name.endswith(".parquet")
             state[f"{root}/{without_write_ids([name])[0]}"] = meta["etag"] if exact else None
     for day in NIGHTS:
-        rows = read_parquet_rows(s3, f"features/ingest_date={day}", FEATURE_COLUMNS)
-        state[f"features/ingest_date={day} rows"] = sorted(tuple(r.values()) for r in rows)
+        for table, columns in ROWS_OF.items():
+            rows = read_parquet_rows(s3, table.format(day=day), columns)
+            state[f"{table.format(day=day)} rows"] = sorted(tuple(r.values()) for r in rows)
     return state
 
 
-FEATURE_COLUMNS = ["path", "label", "split", "features"]
+ROWS_OF = {  # the Parquet outputs compared by their rows
+    "features/ingest_date={day}": ["path", "label", "split", "features"],
+    "quarantine/ingest_date={day}": ["path", "error"],
+    "runs/{day}/pca/vectors": ["path", "label", "split", "ingest_date", "pca_features"],
+}
 
 
 def assert_published(airflow: AirflowServices, cloud: dict, run: Run, night: str) -> None:
