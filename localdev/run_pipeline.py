@@ -27,7 +27,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from fruits.lake import PHOTO_SUFFIXES
+from fruits.lake import is_photo
 from localdev import lake
 from localdev.emulators import REPO, Endpoints, airflow_home_env, local_cloud
 
@@ -37,10 +37,6 @@ KERAS_IMAGENET = (
     "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 )
-
-
-def is_photo(key: str) -> bool:
-    return key.lower().endswith(PHOTO_SUFFIXES)
 
 
 def find_weights(explicit: Path | None) -> Path:

@@ -67,10 +67,15 @@ def list_objects(s3_hook, bucket: str, prefix: str) -> dict[str, dict[str, Any]]
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
+def is_photo(key: str) -> bool:
+    """Whether featurize would read an object of this name as a photo."""
+    return key.lower().endswith(PHOTO_SUFFIXES)
+
+
 def count_photos(s3_hook, bucket: str, prefix: str) -> int:
     """Objects under prefix/ whose name featurize would read as a photo."""
     keys = s3_hook.list_keys(bucket_name=bucket, prefix=prefix.rstrip("/") + "/") or []
-    return sum(1 for key in keys if key.lower().endswith(PHOTO_SUFFIXES))
+    return sum(1 for key in keys if is_photo(key))
 
 
 def clear_prefix(s3_hook, bucket: str, prefix: str) -> int:
