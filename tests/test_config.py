@@ -1,5 +1,6 @@
 """Invalid configuration fails before anything is created, naming the setting."""
 
+import json
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -120,3 +121,44 @@ def test_a_runs_date_comes_from_the_form_then_logical_date_then_run_after(
     form_date, logical_date, run_after, expected
 ):
     assert run_date_of(form_date, logical_date, run_after) == expected
+
+
+@pytest.mark.parametrize(
+    ("params", "variable", "named"),
+    [
+        # JSON has numbers: a quoted one is a mistake to name, not a value to guess at.
+        ({}, {"emr_core_instance_count": "2"}, "emr_core_instance_count='2' is invalid"),
+        ({}, {"databricks_num_workers": 2.5}, "databricks_num_workers=2.5 is invalid"),
+        ({}, {"emr_subnet_id": 5}, "emr_subnet_id=5 is invalid"),
+        ({"pca_k": "abc"}, {}, "pca_k='abc' is invalid"),
+        ({"pca_variance": "0.9"}, {}, "pca_variance='0.9' is invalid"),
+        # One owner per setting: fruits_config may not shadow the run form or the deployment.
+        ({}, {"pca_k": 3}, "pca_k is a run setting"),
+        ({}, {"aws_conn_id": "other"}, "set FRUITS_AWS_CONN_ID"),
+    ],
+)
+def test_a_setting_of_the_wrong_type_or_owner_is_named(params, variable, named):
+    with pytest.raises(ConfigError) as error:
+        build(params, **variable)
+    assert named in str(error.value)
+
+
+def test_a_deployment_number_that_is_not_one_is_named():
+    with pytest.raises(ConfigError, match="FRUITS_TASK_TIMEOUT_S='1h' is invalid"):
+        Deployment.from_env({"FRUITS_TASK_TIMEOUT_S": "1h"})
+
+
+def test_a_configuration_error_fails_the_run_at_once_naming_the_setting(
+    monkeypatch, pipeline_dag, capfd
+):
+    # A retry cannot fix a typo: resolve_config fails once, and nothing downstream starts.
+    bad = {**VARIABLE, "emr_core_instance_count": "2"}
+    monkeypatch.setenv("AIRFLOW_VAR_FRUITS_CONFIG", json.dumps(bad))
+    dag_run = pipeline_dag.test(
+        logical_date=datetime(2026, 11, 25, tzinfo=timezone.utc), run_conf={"platform": "emr"}
+    )
+    resolve = dag_run.get_task_instance("resolve_config")
+    assert (dag_run.state, resolve.state, resolve.try_number) == ("failed", "failed", 1)
+    assert "emr_core_instance_count='2' is invalid" in "".join(capfd.readouterr())
+    others = {ti.state for ti in dag_run.get_task_instances() if ti.task_id != "resolve_config"}
+    assert others <= {"upstream_failed", "skipped", "removed", None}

@@ -19,7 +19,7 @@ import re
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, get_type_hints
 
 PLATFORMS = ("emr", "local", "databricks")
 # Every key prefix of the lake that fruits_config can set (validated alike, each one granted by
@@ -38,6 +38,10 @@ SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 IAM_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 DATABRICKS_RUNTIME = re.compile(r"^\d+\.\d+\.x-[a-z0-9.-]+$")
+# One owner per setting: the run form (Params) owns a run's choices, the deployment (FRUITS_*)
+# the connection ids; fruits_config owns everything else and may not shadow either.
+RUN_FORM_SETTINGS = ("platform", "run_date", "input_prefix", "pca_variance", "pca_k")
+DEPLOYMENT_SETTINGS = ("aws_conn_id", "wasb_conn_id")
 
 
 class ConfigError(ValueError):
@@ -79,12 +83,12 @@ class Deployment:
             databricks_conn_id=env.get("FRUITS_DATABRICKS_CONN_ID", cls.databricks_conn_id),
             default_platform=env.get("FRUITS_DEFAULT_PLATFORM", cls.default_platform),
             s3_verify={"true": True, "false": False}.get(verify.lower(), verify),
-            step_timeout_s=int(env.get("FRUITS_STEP_TIMEOUT_S", cls.step_timeout_s)),
-            poll_interval_s=int(env.get("FRUITS_POLL_INTERVAL_S", cls.poll_interval_s)),
+            step_timeout_s=_env_seconds(env, "FRUITS_STEP_TIMEOUT_S", cls.step_timeout_s),
+            poll_interval_s=_env_seconds(env, "FRUITS_POLL_INTERVAL_S", cls.poll_interval_s),
             deferrable=env.get("FRUITS_DEFERRABLE", "true").lower() == "true",
-            retry_delay_s=int(env.get("FRUITS_RETRY_DELAY_S", cls.retry_delay_s)),
-            task_timeout_s=int(env.get("FRUITS_TASK_TIMEOUT_S", cls.task_timeout_s)),
-            run_timeout_s=int(env.get("FRUITS_RUN_TIMEOUT_S", cls.run_timeout_s)),
+            retry_delay_s=_env_seconds(env, "FRUITS_RETRY_DELAY_S", cls.retry_delay_s),
+            task_timeout_s=_env_seconds(env, "FRUITS_TASK_TIMEOUT_S", cls.task_timeout_s),
+            run_timeout_s=_env_seconds(env, "FRUITS_RUN_TIMEOUT_S", cls.run_timeout_s),
             scratch_dir=env.get("FRUITS_SCRATCH_DIR") or cls.scratch_dir,
             s3_asset_uri=env.get("FRUITS_S3_ASSET_URI", cls.s3_asset_uri),
             azure_asset_uri=env.get("FRUITS_AZURE_ASSET_URI", cls.azure_asset_uri),
@@ -136,6 +140,10 @@ class DatabricksSettings:
     num_workers: int = 2
     instance_profile_arn: str = ""  # lets the job cluster read and write the lake
     job_name: str = "fruits-features"  # created on the first run, reset to this run's spec after
+
+
+# fruits_config's `emr_*` and `databricks_*` keys.
+SECTIONS = {"emr": EmrSettings, "databricks": DatabricksSettings}
 
 
 @dataclass(frozen=True)
@@ -212,23 +220,8 @@ class RunConfig:
         cls, params: dict[str, Any], variable: dict[str, Any], deployment: Deployment
     ) -> RunConfig:
         """Merge the run form, the `fruits_config` Variable and the deployment; validate."""
-        sections = {"emr": EmrSettings, "databricks": DatabricksSettings}
-        known = {f.name for f in fields(cls)} | {
-            f"{section}_{f.name}" for section, kind in sections.items() for f in fields(kind)
-        }
-        unknown = sorted(set(variable) - known)
-        if unknown:
-            raise ConfigError(f"fruits_config: unknown setting(s) {unknown}")
-        emr, databricks = (
-            kind(
-                **{
-                    f.name: variable[f"{section}_{f.name}"]
-                    for f in fields(kind)
-                    if f"{section}_{f.name}" in variable
-                }
-            )
-            for section, kind in sections.items()
-        )
+        _check_variable_keys(variable)
+        emr, databricks = (_section(variable, name, kind) for name, kind in SECTIONS.items())
         pca_k = params.get("pca_k")
         config = cls(
             platform=params.get("platform") or deployment.default_platform,
@@ -248,8 +241,8 @@ class RunConfig:
             model_cache_prefix=_prefix(variable.get("model_cache_prefix", "models/compiled")),
             azure_container=_required(variable, "azure_container"),
             azure_prefix=_prefix(variable.get("azure_prefix", "fruits")),
-            pca_variance=float(params.get("pca_variance", 0.95)),
-            pca_k=None if pca_k in (None, "") else int(pca_k),
+            pca_variance=_typed("pca_variance", params.get("pca_variance", 0.95), float),
+            pca_k=None if pca_k in (None, "") else _typed("pca_k", pca_k, int),
             aws_conn_id=deployment.aws_conn_id,
             wasb_conn_id=deployment.wasb_conn_id,
             project_tag=str(variable.get("project_tag", "fruits")),
@@ -309,7 +302,7 @@ class RunConfig:
             self.weights_uri.startswith("s3://") and self.weights_uri.endswith(".h5"),
             "weights_uri",
             self.weights_uri,
-            "the s3:// URI of a pinned .weights.h5 artifact",
+            "the s3:// URI of a pinned Keras weights file (.weights.h5 or legacy .h5)",
         )
         _check(
             bool(SHA256.match(self.weights_sha256)),
@@ -384,6 +377,40 @@ class RunConfig:
         )
 
 
+def _section(variable: dict[str, Any], section: str, kind: type) -> Any:
+    """The platform's settings from fruits_config's `<section>_<name>` keys, type-checked."""
+    hints = get_type_hints(kind)
+    return kind(
+        **{
+            f.name: _typed(key, variable[key], hints[f.name])
+            for f in fields(kind)
+            if (key := f"{section}_{f.name}") in variable
+        }
+    )
+
+
+def _check_variable_keys(variable: dict[str, Any]) -> None:
+    """fruits_config holds only its own settings: a typo or a setting owned elsewhere is named."""
+    for name in variable:
+        if name in RUN_FORM_SETTINGS:
+            raise ConfigError(
+                f"fruits_config: {name} is a run setting: set it in the run form (Params), "
+                "not in fruits_config"
+            )
+        if name in DEPLOYMENT_SETTINGS:
+            raise ConfigError(
+                f"fruits_config: {name} is a deployment setting: set FRUITS_{name.upper()} "
+                "in the Airflow environment, not in fruits_config"
+            )
+    own = {f.name for f in fields(RunConfig)} - {*RUN_FORM_SETTINGS, *DEPLOYMENT_SETTINGS}
+    own = (own - set(SECTIONS)) | {
+        f"{section}_{f.name}" for section, kind in SECTIONS.items() for f in fields(kind)
+    }
+    unknown = sorted(set(variable) - own)
+    if unknown:
+        raise ConfigError(f"fruits_config: unknown setting(s) {unknown}")
+
+
 def run_date_of(form_date: str | None, logical_date: datetime | None, run_after: datetime) -> str:
     """The date whose photos a run processes: the run form's `run_date` if given, else the date
     of the run's logical date, else the date of its `run_after`, in UTC.
@@ -424,6 +451,36 @@ def _required(variable: dict[str, Any], name: str) -> str:
 def _prefix(value: str) -> str:
     """Key prefixes are stored without leading or trailing slashes."""
     return str(value).strip().strip("/")
+
+
+TYPE_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _typed(setting: str, value: Any, kind: type) -> Any:
+    """The value as JSON gave it, if it has the setting's type. "2" for a count is a mistake to
+    name, not to guess at: comparing or converting it later would fail without naming it."""
+    is_bool = isinstance(value, bool)
+    if kind is float and isinstance(value, int | float) and not is_bool:
+        return float(value)
+    if isinstance(value, kind) and (kind is bool or not is_bool):
+        return value
+    unquoted = " (a JSON number, without quotes)" if kind in (int, float) else ""
+    raise ConfigError(
+        f"{setting}={value!r} is invalid: expected {TYPE_NAMES[kind]}{unquoted}, "
+        f"not {type(value).__name__}"
+    )
+
+
+def _env_seconds(env: dict[str, str] | os._Environ, name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{name}={raw!r} is invalid: expected a whole number of seconds"
+        ) from None
 
 
 def _check(condition: bool, setting: str, value: Any, expected: str) -> None:
