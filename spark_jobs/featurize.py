@@ -169,10 +169,18 @@ def _to_rgb(image):
 # --------------------------------------------------------------------------------------------
 
 
+# Keras 3 reads each of its two HDF5 weights layouts with its own loader, chosen by the file's
+# name; a weights file is recognised by what is in it and saved under the name its loader needs.
+KERAS3_WEIGHTS = "keras3 .weights.h5"  # model.save_weights() of Keras 3
+LEGACY_WEIGHTS = "keras legacy .h5"  # Keras 2's save_weights(), and Keras' own ImageNet file
+LOADER_FILE_NAMES = {KERAS3_WEIGHTS: "backbone.weights.h5", LEGACY_WEIGHTS: "backbone.h5"}
+
+
 @dataclass(frozen=True)
 class LoadedWeights:
     source: str  # "imagenet" or the URI the weights were read from
     sha256: str
+    format: str  # KERAS3_WEIGHTS or LEGACY_WEIGHTS
     model_bytes: bytes  # what is broadcast: a TFLite flatbuffer or the pickled weight arrays
     engine: str
     compiled_from: str  # "weights" (converted in this run) or the model-cache URI it came from
@@ -205,25 +213,27 @@ def load_weights_on_driver(
     """Load the weights once on the driver and serialise the model for broadcasting.
 
     `weights` is "imagenet" (Keras' own file; needs internet or a warm Keras cache) or the URI of
-    a `.weights.h5` file (file:, s3://, dbfs:, ...). Fails loudly, never falls back to other
-    weights. Converting to TFLite costs ~10 s of driver time; with `model_cache` the flatbuffer
-    is kept under a name made of the weights' sha256, the image size and the TensorFlow version,
-    so each weights version is converted once, not every night; a cached model that does not
-    load is converted again and replaced.
+    a Keras weights file of either format (file:, s3://, dbfs:, ...). Fails loudly, never falls
+    back to other weights. Converting to TFLite costs ~10 s of driver time; with `model_cache`
+    the flatbuffer is kept under a name made of the weights' sha256, the image size and the
+    TensorFlow version, so each weights version is converted once, not every night; a cached
+    model that does not load is converted again and replaced.
     """
     if weights == "imagenet":
         model = _keras_imagenet_backbone(image_size)
         sha256 = _keras_cache_sha256(model)
-        return LoadedWeights(weights, sha256, serialise_model(model, engine), engine, "weights")
+        model_bytes = serialise_model(model, engine)
+        return LoadedWeights(weights, sha256, LEGACY_WEIGHTS, model_bytes, engine, "weights")
 
-    data = storage.read(weights)
+    data = read_weights(weights, storage)
+    weights_format = keras_weights_format(data, weights)
     sha256 = hashlib.sha256(data).hexdigest()
     cached = model_cache_uri(model_cache, sha256, image_size) if engine == "tflite" else None
     if cached and storage.exists(cached):
         model_bytes = storage.read(cached)
         problem = tflite_model_problem(model_bytes, image_size)
         if problem is None:
-            return LoadedWeights(weights, sha256, model_bytes, engine, cached)
+            return LoadedWeights(weights, sha256, weights_format, model_bytes, engine, cached)
         # Unchecked, a damaged file would fail every task of this run and of every later one.
         print(
             f"featurize: the cached model {cached} is unusable ({problem}); "
@@ -232,15 +242,53 @@ def load_weights_on_driver(
         )
 
     model = build_keras_backbone(image_size)
-    with tempfile.TemporaryDirectory() as scratch:
-        local = os.path.join(scratch, "backbone.weights.h5")
-        with open(local, "wb") as handle:
-            handle.write(data)
-        model.load_weights(local)
+    load_weights_file(model, data, weights_format, weights)
     model_bytes = serialise_model(model, engine)
     if cached:
         storage.write(cached, model_bytes)
-    return LoadedWeights(weights, sha256, model_bytes, engine, "weights")
+    return LoadedWeights(weights, sha256, weights_format, model_bytes, engine, "weights")
+
+
+WEIGHTS_HINT = (
+    "pass --weights with the URI of MobileNetV2 no-top weights (a Keras .weights.h5 file, or "
+    "Keras' legacy .h5 such as mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5)"
+)
+
+
+def read_weights(weights: str, storage: Storage) -> bytes:
+    if not storage.exists(weights):  # else a FileNotFoundException deep in a Py4JJavaError
+        raise SystemExit(f"featurize: --weights {weights}: no such file; {WEIGHTS_HINT}")
+    return storage.read(weights)
+
+
+def keras_weights_format(data: bytes, weights: str) -> str:
+    """KERAS3_WEIGHTS or LEGACY_WEIGHTS, from the file's content (its name may say either)."""
+    import h5py
+
+    try:
+        with h5py.File(io.BytesIO(data), "r") as h5:
+            holder = h5.get("model_weights", h5)  # a legacy whole-model file holds them there
+            if any(name.startswith("layer_names") for name in holder.attrs):
+                return LEGACY_WEIGHTS
+            if "layers" in h5 and "vars" in h5:
+                return KERAS3_WEIGHTS
+    except OSError as error:  # not HDF5 at all
+        raise SystemExit(f"featurize: --weights {weights} is not an HDF5 file ({error})") from None
+    raise SystemExit(f"featurize: --weights {weights} is HDF5 but no Keras weights file")
+
+
+def load_weights_file(model, data: bytes, weights_format: str, weights: str) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        local = os.path.join(scratch, LOADER_FILE_NAMES[weights_format])
+        with open(local, "wb") as handle:
+            handle.write(data)
+        try:
+            model.load_weights(local)
+        except ValueError as error:  # another architecture, alpha or head
+            raise SystemExit(
+                f"featurize: --weights {weights} ({weights_format}) does not fit MobileNetV2 "
+                f"alpha=1.0 without its top: {error}"
+            ) from None
 
 
 def tflite_model_problem(model_bytes: bytes, image_size: int) -> str | None:
@@ -278,7 +326,7 @@ def _keras_imagenet_backbone(image_size: int):
         raise SystemExit(
             "featurize: could not load Keras' ImageNet weights for MobileNetV2 "
             f"({type(error).__name__}: {error}). Without internet access, pass "
-            "--weights with the URI of a pinned .weights.h5 artifact."
+            "--weights with the URI of a pinned weights file (.weights.h5 or legacy .h5)."
         ) from error
 
 
@@ -383,9 +431,10 @@ def _keep_freed_memory_in_the_heap() -> None:
 
 
 # One Backbone per Python worker process: Spark reuses workers across tasks, so the model is
-# built once per worker, not per task, batch or row. Keyed by the broadcast object, which the
-# worker keeps in its broadcast registry for the whole job.
-_BACKBONES: dict[int, TFLiteBackbone | KerasBackbone] = {}
+# built once per worker, not per task, batch or row. Kept with the broadcast it was built from
+# and matched by identity: a worker also outlives a job, and a stored id() could match a later
+# job's broadcast (other weights, another size) at the address of a collected one.
+_BACKBONE: tuple[object, TFLiteBackbone | KerasBackbone] | None = None
 
 
 class UnreadableImages(AccumulatorParam):
@@ -409,9 +458,10 @@ def featurize_partition(
 ) -> Iterator[pa.RecordBatch]:
     """The body of `mapInArrow`: (path, content) batches in, (path, features) of the readable
     images out; the others are added to the `unreadable` accumulator."""
-    backbone = _BACKBONES.get(id(broadcast))
-    if backbone is None:
-        backbone = _BACKBONES[id(broadcast)] = make_backbone(broadcast.value, engine, image_size)
+    global _BACKBONE
+    if _BACKBONE is None or _BACKBONE[0] is not broadcast:
+        _BACKBONE = (broadcast, make_backbone(broadcast.value, engine, image_size))
+    backbone = _BACKBONE[1]
     for batch in batches:
         featurized, errors = split_errors(featurize_batch(batch, backbone, image_size))
         if errors:
@@ -785,7 +835,11 @@ def parse_args(argv: list[str] | None = None) -> Args:
     parser.add_argument("--input", required=True, help="folder or prefix of images")
     parser.add_argument("--output", required=True, help="where the features Parquet goes")
     parser.add_argument("--quarantine", help="unreadable images (default <output>_quarantine)")
-    parser.add_argument("--weights", default="imagenet", help="'imagenet' or a .weights.h5 URI")
+    parser.add_argument(
+        "--weights",
+        default="imagenet",
+        help="'imagenet' or the URI of a Keras .weights.h5 or legacy .h5 file",
+    )
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--engine", choices=("tflite", "keras"), default="tflite")
     parser.add_argument("--model-cache", help="folder keeping converted TFLite models (optional)")
@@ -921,7 +975,7 @@ def build_manifest(
         "output": args.output,
         "quarantine": args.quarantine,
         "counts": counts,
-        "weights": {"source": loaded.source, "sha256": loaded.sha256},
+        "weights": {"source": loaded.source, "sha256": loaded.sha256, "format": loaded.format},
         "model": {
             "architecture": "MobileNetV2 alpha=1.0 include_top=False pooling=avg",
             "engine": loaded.engine,
