@@ -40,11 +40,22 @@ KERAS_IMAGENET = (
 
 
 def find_weights(explicit: Path | None) -> Path:
-    for candidate in (explicit, os.environ.get("FRUITS_WEIGHTS_FILE"), SHARED_WEIGHTS):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    if explicit:
-        raise SystemExit(f"--weights {explicit}: no such file")
+    """A file asked for (`--weights`, $FRUITS_WEIGHTS_FILE) must exist: a typo stops the run
+    rather than run other weights in its place."""
+    for setting, asked in (
+        ("--weights", explicit),
+        ("FRUITS_WEIGHTS_FILE", os.environ.get("FRUITS_WEIGHTS_FILE")),
+    ):
+        if asked:
+            if not Path(asked).is_file():
+                raise SystemExit(
+                    f"{setting} {asked}: no such file. Give the path of MobileNetV2 no-top "
+                    "weights (.weights.h5, or Keras' legacy .h5); no other weights are used in "
+                    "its place."
+                )
+            return Path(asked)
+    if SHARED_WEIGHTS.is_file():
+        return SHARED_WEIGHTS
     print("No weights file given: downloading Keras' ImageNet weights...", file=sys.stderr)
     try:
         import keras
@@ -54,7 +65,7 @@ def find_weights(explicit: Path | None) -> Path:
         raise SystemExit(
             f"\nCannot download Keras' ImageNet weights ({type(error).__name__}). This machine "
             "seems offline: pass --weights FILE (or set FRUITS_WEIGHTS_FILE) to a MobileNetV2 "
-            "no-top .weights.h5 file. No other weights are used in its place."
+            "no-top weights file. No other weights are used in its place."
         ) from None
 
 

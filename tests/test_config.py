@@ -162,3 +162,21 @@ def test_a_configuration_error_fails_the_run_at_once_naming_the_setting(
     assert "emr_core_instance_count='2' is invalid" in "".join(capfd.readouterr())
     others = {ti.state for ti in dag_run.get_task_instances() if ti.task_id != "resolve_config"}
     assert others <= {"upstream_failed", "skipped", "removed", None}
+
+
+def test_a_weights_file_asked_for_must_exist(monkeypatch, tmp_path):
+    # A typo must not run other weights (the shared backbone is beside the repository here).
+    from localdev.run_pipeline import SHARED_WEIGHTS, find_weights
+
+    assert SHARED_WEIGHTS.is_file()
+    monkeypatch.delenv("FRUITS_WEIGHTS_FILE", raising=False)
+    with pytest.raises(SystemExit, match=r"--weights /typo\.h5: no such file"):
+        find_weights(Path("/typo.h5"))
+    monkeypatch.setenv("FRUITS_WEIGHTS_FILE", "/typo.h5")
+    with pytest.raises(SystemExit, match=r"FRUITS_WEIGHTS_FILE /typo\.h5: no such file"):
+        find_weights(None)
+    given = tmp_path / "mine.h5"
+    given.write_bytes(b"weights")
+    assert find_weights(given) == given
+    monkeypatch.delenv("FRUITS_WEIGHTS_FILE")
+    assert find_weights(None) == SHARED_WEIGHTS
