@@ -33,7 +33,6 @@ come only from the Airflow connections.
 from __future__ import annotations
 
 import logging
-import os
 from contextlib import suppress
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -77,11 +76,11 @@ from fruits.spark_steps import JOB_ORDER, SparkJob, pipeline_jobs
 
 log = logging.getLogger(__name__)
 DEPLOYMENT = Deployment.from_env()
-SPARK_JOBS_DIR = Path(
-    os.environ.get("FRUITS_SPARK_JOBS_DIR", Path(__file__).resolve().parents[1] / "spark_jobs")
-)
-PUBLISHED_IN_AZURE = Asset(name="fruits_features_azure", uri=DEPLOYMENT.azure_asset_uri)
-WRITTEN_IN_S3 = Asset(name="fruits_features_s3", uri=DEPLOYMENT.s3_asset_uri)
+SPARK_JOBS_DIR = Path(__file__).resolve().parents[1] / "spark_jobs"  # versioned with the DAG
+# Named, not located: the bucket and container are fruits_config's, known only when a run reads
+# it, so each night's event says where its outputs are (downstream DAGs read the event's extra).
+PUBLISHED_IN_AZURE = Asset(name="fruits_features_azure")
+WRITTEN_IN_S3 = Asset(name="fruits_features_s3")
 # What waits for Spark (a step's watcher, a local job, the Databricks run of the three jobs) ends
 # this long after the jobs' own timeout; every other task within FRUITS_TASK_TIMEOUT_S.
 STEP_TIMEOUT, MARGIN = timedelta(seconds=DEPLOYMENT.step_timeout_s), timedelta(minutes=10)
@@ -391,15 +390,27 @@ def prepare_copy(context) -> None:
 
 
 @task(outlets=[PUBLISHED_IN_AZURE, WRITTEN_IN_S3])
-def verify_and_publish(config: dict, dag_run=None) -> dict:
+def verify_and_publish(config: dict, dag_run=None, outlet_events=None) -> dict:
     run = RunConfig.from_dict(config)
-    return lake.verify_and_publish(
+    sources, target = export_sources(run), export_target(run, dag_run)
+    pointer = lake.verify_and_publish(
         lake_hook(run),
         WasbHook(wasb_conn_id=run.wasb_conn_id),
-        export_sources(run),
-        export_target(run, dag_run),
+        sources,
+        target,
         dag_run.run_id,
     )
+    outlet_events[WRITTEN_IN_S3].extra = {
+        "run_date": run.run_date,
+        **{folder: run.uri(prefix) + "/" for folder, prefix in sources.prefixes.items()},
+    }
+    outlet_events[PUBLISHED_IN_AZURE].extra = {
+        "run_date": run.run_date,
+        "container": target.container,
+        "prefix": f"{target.blob_prefix}/",  # as LATEST.json says it
+        "latest": f"{target.date_prefix}/{lake.LATEST}",
+    }
+    return pointer
 
 
 def export_sources(config: RunConfig) -> lake.ExportSources:

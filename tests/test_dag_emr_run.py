@@ -52,6 +52,27 @@ def test_a_successful_run_publishes_to_azure_and_terminates_the_cluster(pipeline
     assert copied == expected_export() | {"_EXPORT_MANIFEST.json"}
     assert latest["objects"] == len(expected_export())
 
+    # The Assets' events say where this night's outputs are, as fruits_config placed them.
+    events = asset_events(dag_run.run_id)
+    night = RUN_DATE.date().isoformat()
+    assert events["fruits_features_s3"]["features"] == (
+        f"s3://{lake.LAKE_BUCKET}/features/ingest_date={night}/"
+    )
+    assert events["fruits_features_s3"]["pca"] == f"s3://{lake.LAKE_BUCKET}/runs/{night}/pca/"
+    azure = events["fruits_features_azure"]
+    assert (azure["container"], azure["prefix"]) == (lake.CONTAINER, latest["prefix"])
+
+
+def asset_events(run_id: str) -> dict[str, dict]:
+    """The extra of each Asset event the run emitted, by Asset name, from Airflow's database."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        events = session.scalars(select(AssetEvent).where(AssetEvent.source_run_id == run_id))
+        return {event.asset.name: event.extra for event in events}
+
 
 def test_a_night_without_photos_succeeds_and_starts_or_publishes_nothing(pipeline_dag, cloud):
     endpoints, s3 = cloud

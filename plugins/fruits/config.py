@@ -70,8 +70,6 @@ class Deployment:
     # The local platform's staging area. It also keeps the converted-model cache from one run to
     # the next, so the default is a fixed folder, not a fresh temporary one.
     scratch_dir: str = os.path.join(tempfile.gettempdir(), "fruits-scratch")
-    s3_asset_uri: str = "s3://fruits-lake/runs"
-    azure_asset_uri: str = "wasbs://fruits@fruitsdata.blob.core.windows.net/fruits"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Deployment:
@@ -90,8 +88,6 @@ class Deployment:
             task_timeout_s=_env_seconds(env, "FRUITS_TASK_TIMEOUT_S", cls.task_timeout_s),
             run_timeout_s=_env_seconds(env, "FRUITS_RUN_TIMEOUT_S", cls.run_timeout_s),
             scratch_dir=env.get("FRUITS_SCRATCH_DIR") or cls.scratch_dir,
-            s3_asset_uri=env.get("FRUITS_S3_ASSET_URI", cls.s3_asset_uri),
-            azure_asset_uri=env.get("FRUITS_AZURE_ASSET_URI", cls.azure_asset_uri),
         )
         _check(
             deployment.default_platform in PLATFORMS,
