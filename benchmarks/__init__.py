@@ -1,8 +1,14 @@
 """Benchmarks that print their figures; each runs its baseline in the same run."""
 
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# `.venv/bin/python -m benchmarks.<name>` from the repository's root needs no PYTHONPATH: the
+# benchmarks import the Airflow-side package and the Spark jobs, as the Makefile's targets do.
+for folder in (REPO / "plugins", REPO / "spark_jobs"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 SHARED = REPO.parent / "shared"
 SAMPLE_DIR = SHARED / "data" / "fruits360-sample"
 PRETRAINED_WEIGHTS = SHARED / "models" / "mobilenet_v2_1.0_pretrained_no_top.weights.h5"

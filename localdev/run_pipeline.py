@@ -154,14 +154,18 @@ def summary(night: str, results: Path, latest: dict, blobs: list[str]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=Path, default=BUNDLED_SAMPLE)
     parser.add_argument("--weights", type=Path)
     parser.add_argument("--date", default=date.today().isoformat())
     parser.add_argument("--workdir", type=Path, default=REPO / ".local-runs")
     parser.add_argument("--fresh", action="store_true", help="start from an empty lake")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
     if not args.images.is_dir():
         raise SystemExit(f"--images {args.images}: no such folder")
     weights = find_weights(args.weights)

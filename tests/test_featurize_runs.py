@@ -146,13 +146,6 @@ def test_nothing_readable_fails_but_keeps_the_quarantine(spark, tmp_path, random
     assert not (tmp_path / "out" / "_manifest.json").exists()
 
 
-def test_missing_weights_fail_before_any_image_is_featurized(spark, tmp_path, sample_dir):
-    images = photos(sample_dir, tmp_path / "in", "Test", 2)
-    with pytest.raises(Exception, match="nope.weights.h5"):
-        run(images, tmp_path / "out", tmp_path / "nope.weights.h5")
-    assert not (tmp_path / "out").exists()
-
-
 def test_offline_imagenet_weights_fail_loudly_without_fallback():
     with pytest.raises(SystemExit, match="pass --weights with the URI of a pinned"):
         featurize.load_weights_on_driver("imagenet", 32, "tflite", storage=None)
