@@ -160,25 +160,40 @@ def test_a_failing_task_fails_the_run_with_its_error(
     assert TOKEN not in logged and SECRET_KEY not in logged
 
 
-def test_the_teardown_cancels_a_run_airflow_stopped_watching(cloud, monkeypatch):
+class TaskInstance:
+    """The XComs as Airflow would hold them: pushed under the provider's own key by the DAG's
+    run-now task; any other task id or key finds nothing, as `xcom_pull` would."""
+
+    def __init__(self, xcoms: dict[tuple[str, str], object]):
+        self.xcoms = xcoms
+
+    def xcom_pull(self, task_ids, key):
+        return self.xcoms.get((task_ids, key))
+
+
+def test_the_teardown_cancels_a_run_airflow_stopped_watching(pipeline_dag, cloud, monkeypatch):
+    from airflow.providers.databricks.operators.databricks import (
+        XCOM_RUN_ID_KEY,
+        DatabricksRunNowOperator,
+    )
+
     import fruits_pipeline
 
+    (run_now,) = [t for t in pipeline_dag.tasks if isinstance(t, DatabricksRunNowOperator)]
+    assert run_now.do_xcom_push  # the provider pushes the run id only then
     with FakeDatabricks(TOKEN, Workspace(cloud[1]), hold_running=True) as stub:
         monkeypatch.setenv("AIRFLOW_CONN_FRUITS_DATABRICKS", stub.connection_json())
         run_id = stub.run_now(
             stub.handle("POST", "/api/2.2/jobs/create", {}, settings())[1]["job_id"], None
         )["run_id"]
-
-        class TaskInstance:
-            def xcom_pull(self, task_ids, key):
-                assert (task_ids, key) == ("run_on_databricks", "run_id")
-                return run_id
+        ti = TaskInstance({(run_now.task_id, XCOM_RUN_ID_KEY): run_id})
 
         release = fruits_pipeline.release_databricks_run.function
-        assert "cancelled" in release(ti=TaskInstance())
+        assert "cancelled" in release(ti=ti)
         assert stub.cancelled == [run_id]
-        assert "already ended" in release(ti=TaskInstance())
+        assert "already ended" in release(ti=ti)
         assert stub.cancelled == [run_id]
+        assert release(ti=TaskInstance({})) == "no run was submitted"
 
 
 def settings() -> dict:
