@@ -15,6 +15,7 @@ import urllib.request
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from unittest import mock
 
 from azure.storage.blob import BlobServiceClient
 
@@ -84,6 +85,35 @@ def seeded_cloud(workdir: Path, weights: Path):
                 os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
 
 
+@contextmanager
+def recorded_aws_calls(access_key_id: str):
+    """Every AWS operation made with this access key while inside, by botocore and aiobotocore
+    (the deferrable sensors) clients: (signing name, operation), e.g. ("s3", "HeadObject")."""
+    from aiobotocore.client import AioBaseClient
+    from botocore.client import BaseClient
+
+    calls: list[tuple[str, str]] = []
+    sync_call, async_call = BaseClient._make_api_call, AioBaseClient._make_api_call
+
+    def record(client, operation: str) -> None:
+        if client._request_signer._credentials.access_key == access_key_id:
+            calls.append((client.meta.service_model.signing_name, operation))
+
+    def make_api_call(client, operation, params):
+        record(client, operation)
+        return sync_call(client, operation, params)
+
+    async def make_api_call_async(client, operation, params):
+        record(client, operation)
+        return await async_call(client, operation, params)
+
+    with (
+        mock.patch.object(BaseClient, "_make_api_call", make_api_call),
+        mock.patch.object(AioBaseClient, "_make_api_call", make_api_call_async),
+    ):
+        yield calls
+
+
 def container(endpoints):
     service = BlobServiceClient.from_connection_string(endpoints.azurite_connection_string)
     return service.get_container_client(lake.CONTAINER)
@@ -117,6 +147,7 @@ class FakeEmr(threading.Thread):
         self.s3, self.failing_step, self.hanging_step = s3, failing_step, hanging_step
         self.stop = threading.Event()
         self.ran: list[str] = []
+        self.failures: list[dict[str, str]] = []  # the FailureDetails of each failed step
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -127,20 +158,41 @@ class FakeEmr(threading.Thread):
                         continue
                     for step in cluster.steps:
                         if step.state in ("PENDING", "RUNNING") and step.name != self.hanging_step:
-                            self.play(step)
+                            self.play(cluster, step)
         except BaseException as error:  # surfaced by run_dag: a dead driver must fail the test
             self.error = error
 
-    def play(self, step) -> None:
+    def play(self, cluster, step) -> None:
         self.ran.append(step.name)
         if step.name == self.failing_step:
             output = step.args[step.args.index("--output") + 1]
             bucket, key = output[len("s3://") :].split("/", 1)
             self.s3.put_object(Bucket=bucket, Key=f"{key}/_temporary/0/part-crashed", Body=b"x")
+            step.failure_details = failure_details(cluster, step)
+            self.failures.append(step.failure_details)
             step.state = "FAILED"
             return
         write_outputs(self.s3, step.name, step.args)
         step.state = "COMPLETED"
+
+
+def failure_details(cluster, step) -> dict[str, str]:
+    """What EMR says of a failed step (DescribeStep's Status.FailureDetails): the log file is
+    the step's stderr under the cluster's LogUri, and there is none without a LogUri."""
+    details = {"Reason": "Unknown Error.", "Message": f"ValueError: {step.name} broke"}
+    if cluster.log_uri:
+        details["LogFile"] = f"{cluster.log_uri.rstrip('/')}/{cluster.id}/steps/{step.id}/stderr.gz"
+    return details
+
+
+def with_failure_details(status: property) -> property:
+    """moto's step status, with the FailureDetails FakeEmr gave a failed step (moto has none)."""
+
+    def status_and_failure(step) -> dict:
+        details = getattr(step, "failure_details", None)
+        return {**status.fget(step), **({"FailureDetails": details} if details else {})}
+
+    return property(status_and_failure)
 
 
 def moto_clusters() -> list:
@@ -156,10 +208,13 @@ def moto_clusters() -> list:
 
 
 def run_dag(pipeline_dag, s3, failing_step=None, hanging_step=None, logical_date=RUN_DATE):
+    from moto.emr.models import Step
+
     fake_emr = FakeEmr(s3, failing_step, hanging_step)
     fake_emr.start()
     try:
-        dag_run = pipeline_dag.test(logical_date=logical_date, run_conf={"platform": "emr"})
+        with mock.patch.object(Step, "status", with_failure_details(Step.status)):
+            dag_run = pipeline_dag.test(logical_date=logical_date, run_conf={"platform": "emr"})
     finally:
         fake_emr.stop.set()
         fake_emr.join()

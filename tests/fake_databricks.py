@@ -1,7 +1,8 @@
 """A local HTTP stub of the Databricks Jobs API 2.2: what the provider's operators and hook call.
 
-Job definitions are checked against the Databricks SDK's models of the API: a field the API does
-not know (a typo, a field of another endpoint) is refused with HTTP 400 as the service would. A run
+Requests are checked against the Databricks SDK's models of the API (the `JobsAPI` methods'
+typed parameters, the `JobSettings` dataclasses): a field the API does not know (a typo, a field of
+another endpoint) or a value of the wrong type is refused with HTTP 400 as the service would. A run
 moves PENDING -> RUNNING -> TERMINATED, one state per poll; on its last step it plays its tasks in
 order through the test's `play_task(task_key, parameters)`, which writes the task's outputs and
 returns None, or returns an error message to fail the task (later tasks: UPSTREAM_FAILED).
@@ -9,15 +10,19 @@ returns None, or returns an error message to fail the task (later tasks: UPSTREA
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import inspect
 import json
 import threading
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from databricks.sdk.service.jobs import JobSettings
+from databricks.sdk.service.jobs import JobsAPI, JobSettings
 
 from loopback_server import LoopbackServer
 
@@ -29,14 +34,87 @@ class PayloadError(ValueError):
 
 
 def check_job_settings(settings: dict[str, Any]) -> None:
-    """The settings survive a round trip through the SDK's `JobSettings` model unchanged:
-    an unknown or misspelled field, or a wrong type, does not."""
+    """The settings survive a round trip through the SDK's `JobSettings` model unchanged (an
+    unknown or misspelled field does not), and each value has the type the model declares."""
     try:
         parsed = JobSettings.from_dict(settings).as_dict()
     except Exception as error:  # the SDK's own parse error: a wrong shape
         raise PayloadError(f"not a JobSettings: {error}") from None
     if parsed != settings:
         raise PayloadError(f"fields the Jobs API does not take: {diff(settings, parsed)}")
+    check_types(settings, JobSettings)
+
+
+def check_request(endpoint: Callable, body: dict[str, Any]) -> None:
+    """A request body against the SDK method that sends it (`JobsAPI.run_now`, ...): each field
+    is one of the method's parameters, of that parameter's type."""
+    check_types(body, endpoint)
+
+
+def check_types(body: dict[str, Any], model: Any) -> None:
+    problems = [problem.removeprefix(".") for problem in type_problems(body, model, "")]
+    if problems:
+        raise PayloadError(f"values the Jobs API does not take: {problems}")
+
+
+def type_problems(value: Any, hint: Any, path: str) -> list[str]:
+    """Where `value` (parsed JSON) is not of type `hint`, the SDK's annotation of the field."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:  # Optional[X]: absent fields are left out, never null
+        (hint,) = [arg for arg in args if arg is not type(None)]
+        return type_problems(value, hint, path)
+    if origin is list:
+        if not isinstance(value, list):
+            return [f"{path} ({value!r} is not a list)"]
+        return [
+            p for i, item in enumerate(value) for p in type_problems(item, args[0], f"{path}[{i}]")
+        ]
+    if hint is typing.Any:
+        return []
+    if origin is dict or dataclasses.is_dataclass(hint) or inspect.isfunction(hint):
+        return object_problems(value, hint, path)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        ok = value in {member.value for member in hint}
+    elif hint in (int, float):
+        ok = is_number(value, hint)
+    else:
+        ok = isinstance(value, hint)
+    return [] if ok else [f"{path} ({value!r} is not {getattr(hint, '__name__', hint)})"]
+
+
+def is_number(value: Any, kind: type) -> bool:
+    """A JSON number of that kind, or one in a string: the provider sends every number as a
+    string ("Databricks can tolerate either numeric or string types", normalise_json_content)."""
+    if isinstance(value, str):
+        try:
+            kind(value)  # int("sixty") and int("2.5") raise
+        except ValueError:
+            return False
+        return True
+    return isinstance(value, int if kind is int else (int, float)) and not isinstance(value, bool)
+
+
+def object_problems(value: Any, hint: Any, path: str) -> list[str]:
+    """A JSON object: a map (`Dict[str, X]`) or the fields of a model or of a method's body."""
+    if not isinstance(value, dict):
+        return [f"{path} ({value!r} is not an object)"]
+    if typing.get_origin(hint) is dict:
+        return [
+            p
+            for key, item in value.items()
+            for p in type_problems(item, typing.get_args(hint)[1], f"{path}.{key}")
+        ]
+    fields = typing.get_type_hints(hint)
+    fields.pop("return", None)
+    return [
+        problem
+        for key, item in value.items()
+        for problem in (
+            type_problems(item, fields[key], f"{path}.{key}")
+            if key in fields
+            else [f"{path}.{key} (not a field)"]
+        )
+    ]
 
 
 def diff(sent: Any, parsed: Any, path: str = "") -> list[str]:
@@ -113,10 +191,12 @@ class FakeDatabricks(LoopbackServer):
             self.jobs[job_id] = body
             return 200, {"job_id": job_id}
         if route == "POST reset":
+            check_request(JobsAPI.reset, body)
             check_job_settings(body["new_settings"])
             self.jobs[int(body["job_id"])] = body["new_settings"]
             return 200, {}
         if route == "POST run-now":
+            check_request(JobsAPI.run_now, body)
             return 200, self.run_now(int(body["job_id"]), body.get("idempotency_token"))
         if route == "GET runs/get":
             return 200, self.poll(self.runs[int(query["run_id"])])
@@ -127,6 +207,7 @@ class FakeDatabricks(LoopbackServer):
             )
             return 200, {"error": error, "error_trace": f"Traceback ...\n{error}", "metadata": {}}
         if route == "POST runs/cancel":
+            check_request(JobsAPI.cancel_run, body)
             run = self.runs[int(body["run_id"])]
             self.cancelled.append(run.run_id)
             run.life_cycle_state, run.result_state = "TERMINATED", "CANCELED"

@@ -1,6 +1,9 @@
 """Invalid configuration fails before anything is created, naming the setting."""
 
 import json
+import os
+import subprocess
+import sys
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -10,6 +13,7 @@ import pytest
 from fruits.config import ConfigError, Deployment, RunConfig, parse_variable, run_date_of
 from localdev import lake
 
+REPO = Path(__file__).resolve().parents[1]
 VARIABLE = lake.fruits_config("s3://fruits-lake/models/mobilenet.weights.h5", "e" * 64)
 
 
@@ -81,9 +85,16 @@ def test_deployment_settings_are_checked():
 
 def test_the_local_scratch_folder_outlives_a_run_by_default():
     # It keeps the converted-model cache: a fresh temporary folder would convert on every run.
-    default = Deployment.from_env({}).scratch_dir
-    assert default == Deployment.from_env({}).scratch_dir
-    assert Path(default).parent == Path(tempfile.gettempdir())
+    # Each run is a new process: the default must be the README's `<system temp>/fruits-scratch`
+    # in this interpreter and in a fresh one (a per-process temporary folder would differ).
+    documented = str(Path(tempfile.gettempdir(), "fruits-scratch"))
+    fresh = subprocess.run(
+        [sys.executable, "-c", "from fruits.config import Deployment as D; "
+         "print(D.from_env({}).scratch_dir)"],
+        env={**os.environ, "PYTHONPATH": str(REPO / "plugins")},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert Deployment.from_env({}).scratch_dir == fresh.stdout.strip() == documented
     assert Deployment.from_env({"FRUITS_SCRATCH_DIR": "/data/x"}).scratch_dir == "/data/x"
 
 

@@ -3,8 +3,14 @@ over HTTP against a local stub of the Jobs API, moto (S3) and Azurite."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -71,9 +77,70 @@ def test_a_misspelled_field_is_refused_by_the_check():
         check_job_settings(settings)
 
 
-def test_the_bundle_ships_jobio_as_an_installable_reproducible_wheel(tmp_path):
-    files = fruits_lake.bundle_files(REPO / "spark_jobs")
-    assert fruits_lake.bundle_files(REPO / "spark_jobs") == files  # same bytes, same hash
+@pytest.mark.parametrize(
+    ("where", "value", "problem"),
+    [
+        (("timeout_seconds",), "sixty", r"timeout_seconds \('sixty' is not int\)"),
+        (("max_concurrent_runs",), True, r"max_concurrent_runs \(True is not int\)"),
+        (
+            ("job_clusters", 0, "new_cluster", "num_workers"),
+            "2.5",
+            r"job_clusters\[0\]\.new_cluster\.num_workers \('2\.5' is not int\)",
+        ),
+        (
+            ("tasks", 1, "spark_python_task", "parameters", 1),
+            3,
+            r"tasks\[1\]\.spark_python_task\.parameters\[1\] \(3 is not str\)",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_by_the_check(where, value, problem):
+    wrong = settings()
+    *parents, leaf = where
+    container = wrong
+    for key in parents:
+        container = container[key]
+    container[leaf] = value
+    with pytest.raises(ValueError, match=problem):
+        check_job_settings(wrong)
+
+
+def test_the_stub_refuses_a_request_of_the_wrong_type_with_http_400():
+    with FakeDatabricks(TOKEN, lambda task_key, parameters: None) as stub:
+        request = urllib.request.Request(  # noqa: S310 (loopback URL)
+            f"{stub.url}/api/2.2/jobs/run-now",
+            json.dumps({"job_id": "one"}).encode(),
+            {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)  # noqa: S310 (loopback URL)
+    assert refused.value.code == 400
+    assert "job_id ('one' is not int)" in json.loads(refused.value.read())["message"]
+    assert stub.runs == {}
+
+
+def bundle_built_at(when: float, folder: Path, monkeypatch) -> dict[str, bytes]:
+    """The bundle of a copy of spark_jobs/ whose files date from `when`, built with the clock
+    (and SOURCE_DATE_EPOCH) at `when`."""
+    shutil.copytree(REPO / "spark_jobs", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [folder, *folder.rglob("*")]:
+        os.utime(path, (when, when))
+    localtime, gmtime = time.localtime, time.gmtime
+    with monkeypatch.context() as clock:
+        clock.setattr(time, "time", lambda: when)
+        clock.setattr(time, "time_ns", lambda: int(when * 1e9))
+        clock.setattr(
+            time, "localtime", lambda secs=None: localtime(when if secs is None else secs)
+        )
+        clock.setattr(time, "gmtime", lambda secs=None: gmtime(when if secs is None else secs))
+        clock.setenv("SOURCE_DATE_EPOCH", str(int(when)))
+        return fruits_lake.bundle_files(folder)
+
+
+def test_the_bundle_ships_jobio_as_an_installable_reproducible_wheel(tmp_path, monkeypatch):
+    # Built years apart (zip times have a 2 s resolution): the same bytes, so the same hash.
+    files = bundle_built_at(1_700_000_000, tmp_path / "then", monkeypatch)
+    assert bundle_built_at(1_800_000_007, tmp_path / "later", monkeypatch) == files
     wheel = tmp_path / Path(fruits_lake.JOBIO_WHEEL).name
     wheel.write_bytes(files[fruits_lake.JOBIO_WHEEL])
     assert zipfile.ZipFile(wheel).testzip() is None
@@ -160,25 +227,40 @@ def test_a_failing_task_fails_the_run_with_its_error(
     assert TOKEN not in logged and SECRET_KEY not in logged
 
 
-def test_the_teardown_cancels_a_run_airflow_stopped_watching(cloud, monkeypatch):
+class TaskInstance:
+    """The XComs as Airflow would hold them: pushed under the provider's own key by the DAG's
+    run-now task; any other task id or key finds nothing, as `xcom_pull` would."""
+
+    def __init__(self, xcoms: dict[tuple[str, str], object]):
+        self.xcoms = xcoms
+
+    def xcom_pull(self, task_ids, key):
+        return self.xcoms.get((task_ids, key))
+
+
+def test_the_teardown_cancels_a_run_airflow_stopped_watching(pipeline_dag, cloud, monkeypatch):
+    from airflow.providers.databricks.operators.databricks import (
+        XCOM_RUN_ID_KEY,
+        DatabricksRunNowOperator,
+    )
+
     import fruits_pipeline
 
+    (run_now,) = [t for t in pipeline_dag.tasks if isinstance(t, DatabricksRunNowOperator)]
+    assert run_now.do_xcom_push  # the provider pushes the run id only then
     with FakeDatabricks(TOKEN, Workspace(cloud[1]), hold_running=True) as stub:
         monkeypatch.setenv("AIRFLOW_CONN_FRUITS_DATABRICKS", stub.connection_json())
         run_id = stub.run_now(
             stub.handle("POST", "/api/2.2/jobs/create", {}, settings())[1]["job_id"], None
         )["run_id"]
-
-        class TaskInstance:
-            def xcom_pull(self, task_ids, key):
-                assert (task_ids, key) == ("run_on_databricks", "run_id")
-                return run_id
+        ti = TaskInstance({(run_now.task_id, XCOM_RUN_ID_KEY): run_id})
 
         release = fruits_pipeline.release_databricks_run.function
-        assert "cancelled" in release(ti=TaskInstance())
+        assert "cancelled" in release(ti=ti)
         assert stub.cancelled == [run_id]
-        assert "already ended" in release(ti=TaskInstance())
+        assert "already ended" in release(ti=ti)
         assert stub.cancelled == [run_id]
+        assert release(ti=TaskInstance({})) == "no run was submitted"
 
 
 def settings() -> dict:

@@ -6,11 +6,13 @@ each step's outputs to S3 and moving the step to COMPLETED (or FAILED), as the c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 from datetime import timedelta
 
+import parliament
 import pytest
 
 from fake_cloud import (
@@ -22,10 +24,12 @@ from fake_cloud import (
     container,
     expected_export,
     published,
+    recorded_aws_calls,
     run_dag,
     seeded_cloud,
 )
 from flaky_proxy import FlakyProxy
+from fruits import iam
 from localdev import lake
 from localdev.emulators import free_port
 
@@ -97,11 +101,13 @@ def new_clusters(endpoints, before: set[str]) -> list[str]:
 
 @pytest.mark.parametrize(("failing", "next_step"), [("featurize", "pca"), ("pca", "classify")])
 def test_a_failing_step_fails_the_run_and_still_terminates_the_cluster(
-    pipeline_dag, cloud, failing, next_step
+    pipeline_dag, cloud, capfd, failing, next_step
 ):
     endpoints, s3 = cloud
     before = {c["Id"] for c in clusters(endpoints.s3_url)}
+    capfd.readouterr()
     dag_run, states, fake_emr = run_dag(pipeline_dag, s3, failing_step=failing)
+    task_log = "".join(capfd.readouterr())
 
     assert dag_run.state == "failed", states
     assert states[f"watch_{failing}_step"] == "failed"
@@ -112,6 +118,11 @@ def test_a_failing_step_fails_the_run_and_still_terminates_the_cluster(
     assert states["terminate_emr_cluster"] == "success"
     assert new_clusters(endpoints, before) == ["TERMINATED"]
     assert next_step not in fake_emr.ran
+    # EMR's reason and the step's log file in the task log; the file under the README's
+    # `s3://<lake>/emr-logs/` (EMR names one only for a cluster given a LogUri).
+    (failure,) = fake_emr.failures
+    assert failure.get("LogFile", "").startswith(f"s3://{lake.LAKE_BUCKET}/emr-logs/j-"), failure
+    assert failure["Reason"] in task_log and failure["LogFile"] in task_log
 
 
 def test_a_sensor_timeout_fails_the_run_and_still_terminates_the_cluster(
@@ -197,18 +208,70 @@ def run_outputs(s3) -> dict[str, bytes]:
     }
 
 
-def test_rerunning_a_date_after_a_failure_gives_exactly_a_clean_runs_outputs(pipeline_dag, cloud):
-    endpoints, s3 = cloud
-    dag_run, states, _ = run_dag(pipeline_dag, s3)
-    assert dag_run.state == "success", states
-    clean = run_outputs(s3)
-    _, clean_export = published(endpoints)
+# AWS's Service Authorization Reference: the permission an S3 operation needs, where it is not
+# the operation's own name (any other operation needs `<service>:<operation>`).
+S3_PERMISSIONS = {
+    "HeadObject": ["GetObject"],
+    "HeadBucket": ["ListBucket"],
+    "ListObjects": ["ListBucket"],
+    "ListObjectsV2": ["ListBucket"],
+    "DeleteObjects": ["DeleteObject"],
+    "CopyObject": ["GetObject", "PutObject"],
+    "CreateMultipartUpload": ["PutObject"],
+    "UploadPart": ["PutObject"],
+    "CompleteMultipartUpload": ["PutObject"],
+}
+IAM_ACTIONS = {s["prefix"]: s["privileges"] for s in parliament.iam_definition}  # AWS's tables
 
-    dag_run, _, _ = run_dag(pipeline_dag, s3, failing_step="pca")  # leaves pca/_temporary/...
-    assert dag_run.state == "failed"
-    assert any("/_temporary/" in key for key in run_outputs(s3))
-    dag_run, states, _ = run_dag(pipeline_dag, s3)
-    assert dag_run.state == "success", states
+
+def actions_needed(calls: list[tuple[str, str]]) -> set[str]:
+    """The IAM actions that authorize these calls, with the actions AWS lists as their
+    dependent actions (RunJobFlow's iam:PassRole for the cluster's roles)."""
+    needed = {
+        f"{service}:{name}"
+        for service, operation in calls
+        for name in (S3_PERMISSIONS.get(operation, [operation]) if service == "s3" else [operation])
+    }
+    privileges = {
+        f"{service}:{p['privilege']}": p for service, ps in IAM_ACTIONS.items() for p in ps
+    }
+    unknown = needed - set(privileges)  # an operation whose permission is named otherwise
+    assert not unknown, f"no such IAM action (add the operation to S3_PERMISSIONS): {unknown}"
+    return needed | {
+        dependent
+        for action in needed
+        for resource in privileges[action]["resource_types"]
+        for dependent in resource["dependent_actions"]
+    }
+
+
+def test_rerunning_a_date_after_a_failure_gives_exactly_a_clean_runs_outputs(pipeline_dag, cloud):
+    """Also the Airflow role's test against what the DAG calls: these runs make every kind of
+    AWS call (the first uploads the code bundle, the re-run deletes the failed run's debris)."""
+    endpoints, s3 = cloud
+    for item in s3.list_objects_v2(Bucket=lake.LAKE_BUCKET, Prefix="code/").get("Contents", []):
+        s3.delete_object(Bucket=lake.LAKE_BUCKET, Key=item["Key"])
+    with recorded_aws_calls(SECRET_KEY_ID) as calls:  # the DAG's connection, not the test's
+        dag_run, states, _ = run_dag(pipeline_dag, s3)
+        assert dag_run.state == "success", states
+        clean = run_outputs(s3)
+        _, clean_export = published(endpoints)
+
+        dag_run, _, _ = run_dag(pipeline_dag, s3, failing_step="pca")  # leaves pca/_temporary/
+        assert dag_run.state == "failed"
+        assert any("/_temporary/" in key for key in run_outputs(s3))
+        dag_run, states, _ = run_dag(pipeline_dag, s3)
+        assert dag_run.state == "success", states
+
+    variable = {
+        **json.loads(os.environ["AIRFLOW_VAR_FRUITS_CONFIG"]),
+        "aws_account_id": "123456789012",
+    }
+    policy = iam.render("airflow-role", iam.config_from_variable(variable))
+    granted = {a for statement in policy["Statement"] for a in iam.as_list(statement["Action"])}
+    needed = actions_needed(calls)
+    assert not needed - granted, f"called, not granted: {sorted(needed - granted)}"
+    assert not granted - needed, f"granted, never called: {sorted(granted - needed)}"
 
     assert run_outputs(s3) == clean  # same objects, same bytes: no leftovers, no duplicates
     latest, export = published(endpoints)
@@ -218,7 +281,7 @@ def test_rerunning_a_date_after_a_failure_gives_exactly_a_clean_runs_outputs(pip
 
 
 def test_the_copy_is_verified_blob_by_blob(cloud):
-    """Delete or truncate one exported blob: the verification names it."""
+    """Alter, truncate or delete one exported blob: the verification names it."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 
@@ -250,6 +313,16 @@ def test_the_copy_is_verified_blob_by_blob(cloud):
     )
     assert verify()["objects"] == 3
 
+    # Same size, other bytes: only the MD5s (S3's ETag, Azure's Content-MD5) tell them apart.
+    report = objects["runs/2026-11-30/pca/report.json"][1]
+    corrupted = report.replace(b"{", b"[").replace(b"}", b"]")
+    wasb.load_string(
+        corrupted.decode(), lake.CONTAINER, f"{target.blob_prefix}/pca/report.json", overwrite=True
+    )
+    md5 = [hashlib.md5(body, usedforsecurity=False).hexdigest() for body in (report, corrupted)]
+    with pytest.raises(fruits_lake.ExportMismatch) as mismatch:
+        verify()
+    assert f"content differs: pca/report.json (MD5 {md5[0]} vs {md5[1]})" in str(mismatch.value)
     wasb.load_string("{}", lake.CONTAINER, f"{target.blob_prefix}/pca/report.json", overwrite=True)
     with pytest.raises(fruits_lake.ExportMismatch, match="size differs: pca/report.json"):
         verify()
@@ -258,16 +331,32 @@ def test_the_copy_is_verified_blob_by_blob(cloud):
         verify()
 
 
-def test_no_credential_is_written_anywhere(pipeline_dag, cloud, caplog, airflow_db):
+def test_no_credential_is_written_anywhere(pipeline_dag, cloud, caplog, capfd, airflow_db):
     """Logs, rendered templates and XComs (the metadata DB), S3 outputs and blobs: no secret."""
     endpoints, s3 = cloud
+    capfd.readouterr()  # what earlier tests printed is not this run's log
     with caplog.at_level("DEBUG"):
         dag_run, states, _ = run_dag(pipeline_dag, s3)
     assert dag_run.state == "success", states
 
+    # Task logs go through structlog to the process's output, not to logging's handlers: each
+    # kind of operator that ran must have its lines there, or a leak in them would go unseen.
+    captured = capfd.readouterr()
+    task_log = captured.out + captured.err
+    ran = {  # a mapped task's operator is its operator_class
+        getattr(t, "operator_class", type(t))
+        for t in pipeline_dag.tasks
+        if states[t.task_id] == "success"
+    }
+    silent = [
+        k for k in ran if f"[airflow.task.operators.{k.__module__}.{k.__name__}]" not in task_log
+    ]
+    assert not silent, f"no task log line captured from {silent}"
+
     # botocore's DEBUG lines show the (public) access key id in the request's signature header;
     # task logs run at INFO. The secret key must appear nowhere, not even at DEBUG.
     written = [r.getMessage().encode() for r in caplog.records if r.levelno >= logging.INFO]
+    written.append(task_log.encode())
     written += [p.read_bytes() for p in airflow_db.rglob("*") if p.is_file()]
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=lake.LAKE_BUCKET):
         for item in page.get("Contents", []):

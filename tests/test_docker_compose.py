@@ -29,15 +29,36 @@ def test_the_airflow_3_services_the_emulators_and_postgres_are_there():
     assert {"postgres", "moto", "azurite", "airflow-init"} <= set(services)
 
 
+def with_defaults(text: str) -> str:
+    """Compose's interpolation with no variable set: `${NAME:-default}` becomes `default`."""
+    return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\}", r"\1", text)
+
+
+def mounts(service: dict) -> dict[str, str]:
+    """Container path -> host path of each volume (short syntax `HOST:CONTAINER[:MODE]`),
+    split after interpolation: `${NAME:-default}` holds a `:` of its own."""
+    return {
+        parts[1]: parts[0]
+        for parts in (with_defaults(volume).split(":") for volume in service.get("volumes", []))
+    }
+
+
 def test_every_mounted_or_built_path_exists():
     for name, service in COMPOSE["services"].items():
         build = service.get("build")
         if build:
             assert (REPO / build["context"] / build["dockerfile"]).is_file(), name
-        for volume in service.get("volumes", []):
-            host = re.sub(r"\$\{[A-Z_]+:-([^}]+)\}", r"\1", volume.split(":")[0])
-            if host.startswith("."):
-                assert (REPO / host).exists(), f"{name}: {host}"
+        for target, host in mounts(service).items():
+            assert host.startswith("./"), f"{name}: {target} is not a bind mount of the repository"
+            assert (REPO / host).exists(), f"{name}: {host}"
+
+
+def test_the_weights_folder_is_mounted_where_the_seed_reads_the_weights():
+    init = COMPOSE["services"]["airflow-init"]
+    (weights_file,) = re.findall(r"FRUITS_WEIGHTS_FILE=(\S+)", " ".join(init["command"]))
+    folder = str(Path(weights_file).parent)
+    assert mounts(init)[folder] == "./localdev/weights"  # the README's default folder
+    assert (REPO / "localdev/weights").is_dir()
 
 
 def test_every_variable_has_a_default():

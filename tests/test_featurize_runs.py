@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -146,9 +147,31 @@ def test_nothing_readable_fails_but_keeps_the_quarantine(spark, tmp_path, random
     assert not (tmp_path / "out" / "_manifest.json").exists()
 
 
-def test_offline_imagenet_weights_fail_loudly_without_fallback():
-    with pytest.raises(SystemExit, match="pass --weights with the URI of a pinned"):
+@pytest.fixture
+def offline(tmp_path, monkeypatch) -> list:
+    """No internet and an empty Keras cache, whatever this machine has: every connection to a
+    host other than this one is refused (and recorded)."""
+    from keras.src.backend import config as keras_config  # where keras.utils.get_file caches
+
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(tmp_path / "keras"))
+    refused, getaddrinfo = [], socket.getaddrinfo
+
+    def no_internet(host, *args, **kwargs):
+        if host not in ("localhost", "127.0.0.1", "::1"):
+            refused.append(host)
+            raise socket.gaierror(socket.EAI_NONAME, f"offline (test): {host}")
+        return getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_internet)
+    return refused
+
+
+def test_offline_imagenet_weights_fail_loudly_without_fallback(offline, tmp_path):
+    with pytest.raises(SystemExit, match="pass --weights with the URI of a pinned") as exited:
         featurize.load_weights_on_driver("imagenet", 32, "tflite", storage=None)
+    assert offline, "no download was tried: the weights came from somewhere else"
+    assert "URL fetch failure" in str(exited.value)  # the download's own error, named
+    assert not [p for p in (tmp_path / "keras").rglob("*") if p.is_file()]  # nothing half-kept
 
 
 @pytest.mark.parametrize(
