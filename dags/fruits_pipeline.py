@@ -52,6 +52,7 @@ from airflow.sdk import (
     BaseHook,
     CronDataIntervalTimetable,
     Param,
+    TaskGroup,
     TriggerRule,
     Variable,
     chain,
@@ -86,6 +87,20 @@ WRITTEN_IN_S3 = Asset(name="fruits_features_s3")
 STEP_TIMEOUT, MARGIN = timedelta(seconds=DEPLOYMENT.step_timeout_s), timedelta(minutes=10)
 
 
+def report_failure(context) -> None:
+    """After a task's last try: one line saying which task (an EMR watcher: which step) failed,
+    why, and where its log is. The sensors' errors carry EMR's reason and the step's log file."""
+    ti = context["ti"]
+    log.error(
+        "fruits_pipeline %s: task %s failed after %s tries: %s | log: %s",
+        ti.run_id,
+        ti.task_id,
+        ti.try_number,
+        context.get("exception"),
+        ti.log_url,
+    )
+
+
 @dag(
     dag_id="fruits_pipeline",
     # Each night at 02:00 UTC processes the day that just ended: a data-interval timetable gives
@@ -103,6 +118,7 @@ STEP_TIMEOUT, MARGIN = timedelta(seconds=DEPLOYMENT.step_timeout_s), timedelta(m
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=15),
         "execution_timeout": timedelta(seconds=DEPLOYMENT.task_timeout_s),
+        "on_failure_callback": report_failure,
     },
     params={
         "run_date": Param(
@@ -148,100 +164,123 @@ STEP_TIMEOUT, MARGIN = timedelta(seconds=DEPLOYMENT.step_timeout_s), timedelta(m
 def fruits_pipeline():
     plan = resolve_config()
     photos = find_new_photos(plan["config"])  # none: the night succeeds here, nothing published
-    code_uri = upload_spark_jobs(plan["config"])
-    weights = check_weights(plan["config"])
-    jobs = plan_spark_jobs(plan["config"])
-    cleared = clear_night_outputs(plan["config"])
-    platform = choose_platform(plan["config"])
-    chain(photos, [code_uri, weights, jobs, cleared], platform)
+    with TaskGroup("setup", tooltip="the code, the weights, the jobs; the night cleared") as setup:
+        code_uri = upload_spark_jobs(plan["config"])
+        check_weights(plan["config"])
+        jobs = plan_spark_jobs(plan["config"])
+        clear_night_outputs(plan["config"])
+    platforms = {
+        "emr": on_emr(plan, jobs, code_uri),
+        "local": on_local(plan, jobs, code_uri),
+        "databricks": on_databricks(plan, jobs, code_uri),
+    }
+    platform = choose_platform(plan["config"], {p: g.group_id for p, g in platforms.items()})
+    chain(photos, setup, platform, list(platforms.values()))
+    chain(list(platforms.values()), publish(plan))
 
-    # --- platform emr: one cluster per run, a step and a watcher per job, always terminated ----
-    job_flow = emr_job_flow(plan["config"], code_uri)
-    aws = {"aws_conn_id": DEPLOYMENT.aws_conn_id, "region_name": plan["region"]}
-    create_cluster = CreateRunClusterOperator(  # a retried create reuses the run's cluster
-        task_id="create_emr_cluster",
-        job_flow_overrides=job_flow,
-        emr_conn_id=None,  # the whole config is above: no hidden defaults from a connection
-        **aws,
-    )
-    steps = emr_steps(jobs, code_uri)
-    emr_path = [job_flow, create_cluster, steps]
-    for name in JOB_ORDER:
-        add_step = EmrAddStepsOperator(
-            task_id=f"add_{name}_step",
-            job_flow_id=create_cluster.output,
-            steps=steps[name],
-            retries=0,  # a retried add would run the step twice (apache/airflow#28704)
+
+def on_emr(plan, jobs, code_uri) -> TaskGroup:
+    """One cluster per run, a step and a watcher per job; the cluster always terminated."""
+    with TaskGroup("emr", tooltip="an EMR cluster per run, one step per job") as group:
+        job_flow = emr_job_flow(plan["config"], code_uri)
+        aws = {"aws_conn_id": DEPLOYMENT.aws_conn_id, "region_name": plan["region"]}
+        create_cluster = CreateRunClusterOperator(  # a retried create reuses the run's cluster
+            task_id="create_emr_cluster",
+            job_flow_overrides=job_flow,
+            emr_conn_id=None,  # the whole config is above: no hidden defaults from a connection
             **aws,
         )
-        watch_step = EmrStepSensor(
-            task_id=f"watch_{name}_step",
-            job_flow_id=create_cluster.output,
-            step_id=f"{{{{ ti.xcom_pull(task_ids='add_{name}_step')[0] }}}}",
-            poke_interval=DEPLOYMENT.poll_interval_s,
-            max_attempts=DEPLOYMENT.step_timeout_s // DEPLOYMENT.poll_interval_s,
-            timeout=DEPLOYMENT.step_timeout_s,
+        steps = emr_steps(jobs, code_uri)
+        emr_path = [job_flow, create_cluster, steps]
+        for name in JOB_ORDER:
+            add_step = EmrAddStepsOperator(
+                task_id=f"add_{name}_step",
+                job_flow_id=create_cluster.output,
+                steps=steps[name],
+                retries=0,  # a retried add would run the step twice (apache/airflow#28704)
+                **aws,
+            )
+            watch_step = EmrStepSensor(
+                task_id=f"watch_{name}_step",
+                job_flow_id=create_cluster.output,
+                step_id=f"{{{{ ti.xcom_pull(task_ids='{add_step.task_id}')[0] }}}}",  # one step
+                poke_interval=DEPLOYMENT.poll_interval_s,
+                max_attempts=DEPLOYMENT.step_timeout_s // DEPLOYMENT.poll_interval_s,
+                timeout=DEPLOYMENT.step_timeout_s,
+                deferrable=DEPLOYMENT.deferrable,
+                execution_timeout=STEP_TIMEOUT + MARGIN,
+                # Throttling or a 5xx that outlasts botocore's attempts: poll the same step
+                # again. A failed step is final (re-run the date instead).
+                retry_policy=RETRY_TRANSIENT_AWS_ERRORS,
+                **aws,
+            )
+            emr_path += [add_step, watch_step]
+        # Terminates every cluster tagged with this run. Its setups include the job flow, so it
+        # also runs when every try of the create failed after a cluster was started.
+        terminate_cluster = TerminateRunClustersOperator(
+            task_id="terminate_emr_cluster", job_flow=job_flow, **aws
+        ).as_teardown(setups=[job_flow, create_cluster])
+        chain(*emr_path, terminate_cluster)
+    return group
+
+
+def on_local(plan, jobs, code_uri) -> TaskGroup:
+    """The same jobs with Spark in local mode, inputs staged from S3."""
+    with TaskGroup("local", tooltip="the same jobs, Spark in local mode") as group:
+        chain(
+            *(
+                run_locally.override(task_id=f"run_{name}_locally")(
+                    jobs[name], code_uri, plan["config"]
+                )
+                for name in JOB_ORDER
+            )
+        )
+    return group
+
+
+def on_databricks(plan, jobs, code_uri) -> TaskGroup:
+    """The same jobs as one Databricks job on a job cluster."""
+    with TaskGroup("databricks", tooltip="the same jobs as one Databricks job") as group:
+        databricks_job = databricks_job_settings(plan["config"], jobs, code_uri)
+        define_job = DatabricksCreateJobsOperator(  # creates the named job, or resets it
+            task_id="define_databricks_job",
+            json=databricks_job["settings"],
+            databricks_conn_id=DEPLOYMENT.databricks_conn_id,
+        )
+        run_job = DatabricksRunNowOperator(
+            task_id="run_on_databricks",
+            job_id=define_job.output,
+            json={"idempotency_token": databricks_job["idempotency_token"]},
+            forward_dag_params=False,  # the job's arguments are in its tasks, not the run form
+            databricks_conn_id=DEPLOYMENT.databricks_conn_id,
+            polling_period_seconds=DEPLOYMENT.poll_interval_s,
             deferrable=DEPLOYMENT.deferrable,
-            execution_timeout=STEP_TIMEOUT + MARGIN,
-            # Throttling or a 5xx that outlasts botocore's attempts: poll the same step again.
-            # A failed step is final (re-run the date instead).
-            retry_policy=RETRY_TRANSIENT_AWS_ERRORS,
-            **aws,
+            execution_timeout=STEP_TIMEOUT * len(JOB_ORDER) + MARGIN,  # the job's timeout_seconds
+            retries=0,  # a failed job run is final, like a failed EMR step; re-run the date
         )
-        emr_path += [add_step, watch_step]
-    # Terminates every cluster tagged with this run. Its setups include the job flow, so it also
-    # runs when every try of the create failed after a cluster was started.
-    terminate_cluster = TerminateRunClustersOperator(
-        task_id="terminate_emr_cluster", job_flow=job_flow, **aws
-    ).as_teardown(setups=[job_flow, create_cluster])
-    chain(platform, *emr_path, terminate_cluster)
+        release = release_databricks_run(run_job.task_id).as_teardown(setups=define_job)
+        chain(databricks_job, define_job, run_job, release)
+    return group
 
-    # --- platform local: the same jobs with Spark in local mode ----------------------------------
-    local_path = [
-        run_locally.override(task_id=f"run_{name}_locally")(jobs[name], code_uri, plan["config"])
-        for name in JOB_ORDER
-    ]
-    chain(platform, *local_path)
 
-    # --- platform databricks: the same jobs as one Databricks job on a job cluster -------------
-    databricks_job = databricks_job_settings(plan["config"], jobs, code_uri)
-    define_job = DatabricksCreateJobsOperator(  # creates the named job, or resets it to this spec
-        task_id="define_databricks_job",
-        json=databricks_job["settings"],
-        databricks_conn_id=DEPLOYMENT.databricks_conn_id,
-    )
-    run_on_databricks = DatabricksRunNowOperator(
-        task_id="run_on_databricks",
-        job_id=define_job.output,
-        json={"idempotency_token": databricks_job["idempotency_token"]},
-        forward_dag_params=False,  # the job's arguments are in its tasks, not in the run form
-        databricks_conn_id=DEPLOYMENT.databricks_conn_id,
-        polling_period_seconds=DEPLOYMENT.poll_interval_s,
-        deferrable=DEPLOYMENT.deferrable,
-        execution_timeout=STEP_TIMEOUT * len(JOB_ORDER) + MARGIN,  # the job's timeout_seconds
-        retries=0,  # a failed job run is final, like a failed EMR step; re-run the date
-    )
-    release = release_databricks_run().as_teardown(setups=define_job)
-    chain(platform, databricks_job, define_job, run_on_databricks, release)
-
-    # --- publish: copy the night's partitions and models, verify, point LATEST.json at it --------
-    copies = plan_export(plan["config"])
-    chain(photos, copies)
-    copy_to_azure = S3ToAzureBlobStorageOperator.partial(
-        task_id="copy_to_azure",
-        aws_conn_id=DEPLOYMENT.aws_conn_id,
-        wasb_conn_id=DEPLOYMENT.wasb_conn_id,
-        create_container=True,
-        replace=True,  # the target folder is this run's own, emptied before each try
-        s3_verify=DEPLOYMENT.s3_verify,
-        pre_execute=prepare_copy,
-        trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
-    ).expand_kwargs(copies)  # one copy per folder of the night's outputs
-    chain(
-        [emr_path[-1], local_path[-1], run_on_databricks],
-        copy_to_azure,
-        verify_and_publish(plan["config"]),
-    )
+def publish(plan) -> TaskGroup:
+    """Copy the night's partitions and models to Azure, verify, point LATEST.json at them."""
+    with TaskGroup("publish", tooltip="S3 -> Azure Blob, verified, LATEST.json") as group:
+        # After whichever platform ran: the other two are skipped.
+        copies = plan_export.override(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(
+            plan["config"]
+        )
+        copy_to_azure = S3ToAzureBlobStorageOperator.partial(
+            task_id="copy_to_azure",
+            aws_conn_id=DEPLOYMENT.aws_conn_id,
+            wasb_conn_id=DEPLOYMENT.wasb_conn_id,
+            create_container=True,
+            replace=True,  # the target folder is this run's own, emptied before each try
+            s3_verify=DEPLOYMENT.s3_verify,
+            pre_execute=prepare_copy,
+        ).expand_kwargs(copies)  # one copy per folder of the night's outputs
+        chain(copy_to_azure, verify_and_publish(plan["config"]))
+    return group
 
 
 @task(multiple_outputs=True)
@@ -323,15 +362,9 @@ def clear_night_outputs(config: dict) -> int:
 
 
 @task.branch
-def choose_platform(config: dict) -> str:
-    platform = config["platform"]
-    if platform == "emr":
-        return "emr_job_flow"
-    if platform == "local":
-        return "run_featurize_locally"
-    if platform == "databricks":
-        return "databricks_job_settings"
-    raise AirflowFailException(f"platform={platform!r} is unknown")  # validated before; kept safe
+def choose_platform(config: dict, groups: dict[str, str]) -> str:
+    """The task group of the run's platform; the others are skipped."""
+    return groups[config["platform"]]  # validated by resolve_config: one of PLATFORMS
 
 
 @task
@@ -357,9 +390,9 @@ def databricks_job_settings(config: dict, jobs: dict, code_uri: str, run_id=None
 
 
 @task
-def release_databricks_run(ti=None) -> str:
+def release_databricks_run(run_task_id: str, ti=None) -> str:
     """A job cluster goes when its run ends; end a run Airflow stopped watching (timeout)."""
-    run_id = ti.xcom_pull(task_ids="run_on_databricks", key="run_id")
+    run_id = ti.xcom_pull(task_ids=run_task_id, key="run_id")
     if run_id is None:
         return "no run was submitted"
     hook = DatabricksHook(databricks_conn_id=DEPLOYMENT.databricks_conn_id)

@@ -122,10 +122,12 @@ def test_a_successful_run_publishes_to_azure(pipeline_dag, cloud, monkeypatch):
         dag_run, states = run_dag(pipeline_dag, stub, monkeypatch)
         assert dag_run.state == "success", states
         assert workspace.ran == ["featurize", "pca", "classify"]
-        assert states["run_on_databricks"] == "success"
-        assert states["release_databricks_run"] == "success"
+        assert states["databricks.run_on_databricks"] == "success"
+        assert states["databricks.release_databricks_run"] == "success"
         assert stub.cancelled == []  # the run ended by itself: its job cluster is gone with it
-        assert states["create_emr_cluster"] == states["run_featurize_locally"] == "skipped"
+        assert (
+            states["emr.create_emr_cluster"] == states["local.run_featurize_locally"] == "skipped"
+        )
         (run,) = stub.runs.values()
         assert (run.life_cycle_state, run.result_state) == ("TERMINATED", "SUCCESS")
         assert ("POST", "/api/2.2/jobs/create") in stub.calls
@@ -149,9 +151,9 @@ def test_a_failing_task_fails_the_run_with_its_error(
         dag_run, states = run_dag(pipeline_dag, stub, monkeypatch)
         assert dag_run.state == "failed", states
         assert workspace.ran == ["featurize", "pca"]
-        assert states["run_on_databricks"] == "failed"
-        assert states["copy_to_azure"] == "upstream_failed"
-        assert states["release_databricks_run"] == "success"
+        assert states["databricks.run_on_databricks"] == "failed"
+        assert states["publish.copy_to_azure"] == "upstream_failed"
+        assert states["databricks.release_databricks_run"] == "success"
         (run,) = stub.runs.values()
         assert run.task_states["classify"]["result_state"] == "UPSTREAM_FAILED"
     captured = capfd.readouterr()
@@ -171,7 +173,7 @@ def test_the_teardown_cancels_a_run_airflow_stopped_watching(cloud, monkeypatch)
 
         class TaskInstance:
             def xcom_pull(self, task_ids, key):
-                assert (task_ids, key) == ("run_on_databricks", "run_id")
+                assert (task_ids, key) == ("databricks.run_on_databricks", "run_id")
                 return run_id
 
         release = fruits_pipeline.release_databricks_run.function
@@ -193,4 +195,4 @@ def test_a_missing_databricks_connection_fails_before_anything_is_created(
     states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
     assert dag_run.state == "failed"
     assert states["resolve_config"] == "failed"
-    assert states["define_databricks_job"] == "upstream_failed"
+    assert states["databricks.define_databricks_job"] == "upstream_failed"

@@ -44,8 +44,10 @@ def test_a_successful_run_publishes_to_azure_and_terminates_the_cluster(pipeline
 
     assert dag_run.state == "success", states
     assert fake_emr.ran == ["featurize", "pca", "classify"]
-    assert {states[f"run_{n}_locally"] for n in ("featurize", "pca", "classify")} == {"skipped"}
-    assert states["terminate_emr_cluster"] == "success"
+    assert {states[f"local.run_{n}_locally"] for n in ("featurize", "pca", "classify")} == {
+        "skipped"
+    }
+    assert states["emr.terminate_emr_cluster"] == "success"
     assert [c["Status"]["State"] for c in clusters(endpoints.s3_url)] == ["TERMINATED"]
 
     latest, copied = published(endpoints)
@@ -97,21 +99,25 @@ def new_clusters(endpoints, before: set[str]) -> list[str]:
 
 @pytest.mark.parametrize(("failing", "next_step"), [("featurize", "pca"), ("pca", "classify")])
 def test_a_failing_step_fails_the_run_and_still_terminates_the_cluster(
-    pipeline_dag, cloud, failing, next_step
+    pipeline_dag, cloud, failing, next_step, caplog
 ):
     endpoints, s3 = cloud
     before = {c["Id"] for c in clusters(endpoints.s3_url)}
     dag_run, states, fake_emr = run_dag(pipeline_dag, s3, failing_step=failing)
 
     assert dag_run.state == "failed", states
-    assert states[f"watch_{failing}_step"] == "failed"
+    assert states[f"emr.watch_{failing}_step"] == "failed"
     tries = {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}
-    assert tries[f"watch_{failing}_step"] == 1  # a failed step is final: not retried
-    assert states[f"add_{next_step}_step"] == "upstream_failed"
-    assert states["copy_to_azure"] == "upstream_failed"
-    assert states["terminate_emr_cluster"] == "success"
+    assert tries[f"emr.watch_{failing}_step"] == 1  # a failed step is final: not retried
+    assert states[f"emr.add_{next_step}_step"] == "upstream_failed"
+    assert states["publish.copy_to_azure"] == "upstream_failed"
+    assert states["emr.terminate_emr_cluster"] == "success"
     assert new_clusters(endpoints, before) == ["TERMINATED"]
     assert next_step not in fake_emr.ran
+    # The failure callback names the task and its log.
+    said = caplog.text
+    assert f"task emr.watch_{failing}_step failed after 1 tries" in said
+    assert f"/tasks/emr.watch_{failing}_step?try_number=1" in said
 
 
 def test_a_sensor_timeout_fails_the_run_and_still_terminates_the_cluster(
@@ -119,16 +125,16 @@ def test_a_sensor_timeout_fails_the_run_and_still_terminates_the_cluster(
 ):
     """The featurize step never ends: its sensor gives up after its attempts, the run fails."""
     endpoints, s3 = cloud
-    sensor = pipeline_dag.get_task("watch_featurize_step")
+    sensor = pipeline_dag.get_task("emr.watch_featurize_step")
     monkeypatch.setattr(sensor, "max_attempts", 3)
     monkeypatch.setattr(sensor, "timeout", 3)
     before = {c["Id"] for c in clusters(endpoints.s3_url)}
     dag_run, states, fake_emr = run_dag(pipeline_dag, s3, hanging_step="featurize")
 
     assert dag_run.state == "failed", states
-    assert states["watch_featurize_step"] == "failed"
-    assert states["add_pca_step"] == "upstream_failed"
-    assert states["terminate_emr_cluster"] == "success"
+    assert states["emr.watch_featurize_step"] == "failed"
+    assert states["emr.add_pca_step"] == "upstream_failed"
+    assert states["emr.terminate_emr_cluster"] == "success"
     assert new_clusters(endpoints, before) == ["TERMINATED"]
     assert fake_emr.ran == []
 
@@ -148,14 +154,14 @@ def test_a_failing_copy_to_azure_fails_the_run_and_keeps_the_published_copy(
     monkeypatch.setenv(
         "AIRFLOW_CONN_FRUITS_WASB", json.dumps({"conn_type": "wasb", "extra": extra})
     )
-    monkeypatch.setattr(pipeline_dag.get_task("copy_to_azure"), "retries", 0)
+    monkeypatch.setattr(pipeline_dag.get_task("publish.copy_to_azure"), "retries", 0)
     before = {c["Id"] for c in clusters(endpoints.s3_url)}
     dag_run, states, _ = run_dag(pipeline_dag, s3)
 
     assert dag_run.state == "failed", states
-    assert states["copy_to_azure"] == "failed"
-    assert states["verify_and_publish"] == "upstream_failed"
-    assert states["terminate_emr_cluster"] == "success"
+    assert states["publish.copy_to_azure"] == "failed"
+    assert states["publish.verify_and_publish"] == "upstream_failed"
+    assert states["emr.terminate_emr_cluster"] == "success"
     assert new_clusters(endpoints, before) == ["TERMINATED"]
     assert published(endpoints)[0] == latest_before  # readers still see the last verified copy
 
@@ -176,8 +182,8 @@ def test_transient_s3_errors_are_retried(pipeline_dag, cloud, monkeypatch):
     assert dag_run.state == "success", states
     assert len(proxy.injected) == 5, proxy.injected
     tries = {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}
-    assert tries["check_weights"] == 2  # its first try met three 503s in a row
-    assert tries["copy_to_azure"] == 1  # two 503s, retried by botocore within the try
+    assert tries["setup.check_weights"] == 2  # its first try met three 503s in a row
+    assert tries["publish.copy_to_azure"] == 1  # two 503s, retried by botocore within the try
     latest, copied = published(endpoints)
     assert copied == expected_export() | {"_EXPORT_MANIFEST.json"}
 
