@@ -12,7 +12,6 @@ import json
 import os
 import re
 import tempfile
-import time
 from contextlib import contextmanager
 from typing import Any
 
@@ -192,8 +191,10 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
-@contextmanager
-def stopwatch():
-    """`with stopwatch() as elapsed: ...; elapsed()` gives seconds since the block started."""
-    start = time.monotonic()
-    yield lambda: round(time.monotonic() - start, 3)
+def require_complete(spark: SparkSession, folder: str, marker: str, job: str) -> None:
+    """Each job writes its marker last: a folder without it is what a failed run left."""
+    if not exists(spark, join(folder, marker)):
+        raise SystemExit(
+            f"{job}: {folder} is incomplete (no {marker}, which the job that writes it adds "
+            "last): re-run that job, or the night"
+        )
