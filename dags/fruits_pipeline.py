@@ -34,9 +34,10 @@ from __future__ import annotations
 
 import logging
 from contextlib import suppress
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
@@ -72,6 +73,7 @@ from fruits.config import (
     run_date_of,
 )
 from fruits.emr_cluster import CreateRunClusterOperator, TerminateRunClustersOperator
+from fruits.night_facts import emr_cost_estimate, night_facts
 from fruits.retry import RETRY_TRANSIENT_AWS_ERRORS
 from fruits.spark_steps import JOB_ORDER, SparkJob, pipeline_jobs
 
@@ -423,9 +425,15 @@ def prepare_copy(context) -> None:
 
 
 @task(outlets=[PUBLISHED_IN_AZURE, WRITTEN_IN_S3])
-def verify_and_publish(config: dict, dag_run=None, outlet_events=None) -> dict:
+def verify_and_publish(config: dict, dag_run=None, ti=None, outlet_events=None) -> dict:
     run = RunConfig.from_dict(config)
     sources, target = export_sources(run), export_target(run, dag_run)
+    facts = {  # read first: a night whose outputs lack them is not published
+        "run_date": run.run_date,
+        "platform": run.platform,
+        **night_facts(lake_hook(run), run),
+        **emr_cost(run, ti),
+    }
     pointer = lake.verify_and_publish(
         lake_hook(run),
         WasbHook(wasb_conn_id=run.wasb_conn_id),
@@ -433,17 +441,29 @@ def verify_and_publish(config: dict, dag_run=None, outlet_events=None) -> dict:
         target,
         dag_run.run_id,
     )
+    facts["duration_s"] = round((datetime.now(timezone.utc) - dag_run.start_date).total_seconds())
+    # Each night's event: its figures, and where its outputs are (the Assets are named, not
+    # located: the bucket and container are fruits_config's).
     outlet_events[WRITTEN_IN_S3].extra = {
-        "run_date": run.run_date,
+        **facts,
         **{folder: run.uri(prefix) + "/" for folder, prefix in sources.prefixes.items()},
     }
     outlet_events[PUBLISHED_IN_AZURE].extra = {
-        "run_date": run.run_date,
+        **facts,
         "container": target.container,
         "prefix": f"{target.blob_prefix}/",  # as LATEST.json says it
         "latest": f"{target.date_prefix}/{lake.LATEST}",
     }
     return pointer
+
+
+def emr_cost(run: RunConfig, ti) -> dict:
+    """On EMR, the cluster's instance-hours so far at the configured price; nothing elsewhere."""
+    if run.platform != "emr":
+        return {}
+    cluster_id = ti.xcom_pull(task_ids="emr.create_emr_cluster")
+    client = EmrHook(aws_conn_id=run.aws_conn_id, region_name=run.region).conn
+    return emr_cost_estimate(client, cluster_id, run.emr.usd_per_normalized_hour)
 
 
 def export_sources(config: RunConfig) -> lake.ExportSources:

@@ -27,7 +27,7 @@ from fake_cloud import (
 )
 from flaky_proxy import FlakyProxy
 from localdev import lake
-from localdev.emulators import free_port
+from localdev.emulators import REGION, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -63,6 +63,32 @@ def test_a_successful_run_publishes_to_azure_and_terminates_the_cluster(pipeline
     assert events["fruits_features_s3"]["pca"] == f"s3://{lake.LAKE_BUCKET}/runs/{night}/pca/"
     azure = events["fruits_features_azure"]
     assert (azure["container"], azure["prefix"]) == (lake.CONTAINER, latest["prefix"])
+    # ...and the night's figures, from the jobs' own manifest, report and metrics.
+    for extra in events.values():
+        assert {k: extra[k] for k in ("photos_new", "photos_quarantined", "photos_total")} == {
+            "photos_new": 3,
+            "photos_quarantined": 1,
+            "photos_total": 5,
+        }
+        assert (extra["pca_k"], extra["explained_variance"], extra["accuracy"]) == (7, 0.951, 0.75)
+        assert extra["platform"] == "emr" and extra["duration_s"] >= 0
+        cluster = emr_cluster(endpoints, extra["emr_cluster_id"])
+        hours = cluster["NormalizedInstanceHours"]  # as EMR counts them (moto: 0)
+        assert extra["emr_normalized_instance_hours"] == hours
+        assert extra["emr_cost_estimate_usd"] == round(hours * 0.0328, 2)
+
+
+def emr_cluster(endpoints, cluster_id: str) -> dict:
+    import boto3
+
+    emr = boto3.client(
+        "emr",
+        endpoint_url=endpoints.s3_url,
+        region_name=REGION,
+        aws_access_key_id=SECRET_KEY_ID,
+        aws_secret_access_key=SECRET_KEY,
+    )
+    return emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
 
 
 def asset_events(run_id: str) -> dict[str, dict]:
