@@ -63,7 +63,7 @@ from airflow.sdk import (
 from airflow.sdk.exceptions import AirflowFailException
 from azure.core.exceptions import ResourceNotFoundError
 
-from fruits import databricks, emr, lake, local_platform
+from fruits import code_bundle, databricks, emr, export, lake, local_platform, weights
 from fruits.config import (
     PLATFORMS,
     ConfigError,
@@ -301,7 +301,7 @@ def resolve_config(params=None, dag_run=None) -> dict:
 @task
 def plan_export(config: dict, dag_run=None) -> list[dict]:
     run = RunConfig.from_dict(config)
-    return lake.export_copies(export_sources(run), export_target(run, dag_run))
+    return export.export_copies(export_sources(run), export_target(run, dag_run))
 
 
 def connections_needed(platform: str) -> list[str]:
@@ -325,13 +325,15 @@ def check_connections_exist(*conn_ids: str) -> None:
 @task
 def upload_spark_jobs(config: dict) -> str:
     run = RunConfig.from_dict(config)
-    return lake.upload_bundle(lake_hook(run), run.lake_bucket, run.code_prefix, SPARK_JOBS_DIR)
+    return code_bundle.upload_bundle(
+        lake_hook(run), run.lake_bucket, run.code_prefix, SPARK_JOBS_DIR
+    )
 
 
 @task
 def check_weights(config: dict) -> dict:
     run = RunConfig.from_dict(config)
-    return lake.verify_weights(lake_hook(run), run.weights_uri, run.weights_sha256)
+    return weights.verify_weights(lake_hook(run), run.weights_uri, run.weights_sha256)
 
 
 @task(multiple_outputs=True)
@@ -434,7 +436,7 @@ def verify_and_publish(config: dict, dag_run=None, ti=None, outlet_events=None) 
         **night_facts(lake_hook(run), run),
         **emr_cost(run, ti),
     }
-    pointer = lake.verify_and_publish(
+    pointer = export.verify_and_publish(
         lake_hook(run),
         WasbHook(wasb_conn_id=run.wasb_conn_id),
         sources,
@@ -452,7 +454,7 @@ def verify_and_publish(config: dict, dag_run=None, ti=None, outlet_events=None) 
         **facts,
         "container": target.container,
         "prefix": f"{target.blob_prefix}/",  # as LATEST.json says it
-        "latest": f"{target.date_prefix}/{lake.LATEST}",
+        "latest": f"{target.date_prefix}/{export.LATEST}",
     }
     return pointer
 
@@ -466,10 +468,10 @@ def emr_cost(run: RunConfig, ti) -> dict:
     return emr_cost_estimate(client, cluster_id, run.emr.usd_per_normalized_hour)
 
 
-def export_sources(config: RunConfig) -> lake.ExportSources:
+def export_sources(config: RunConfig) -> export.ExportSources:
     """The night's outputs, by their folder in the published copy: its features and quarantine
     partitions, and the models and reports of runs/<date>/."""
-    return lake.ExportSources(
+    return export.ExportSources(
         bucket=config.lake_bucket,
         prefixes={
             "features": config.features_partition_prefix,
@@ -483,12 +485,12 @@ def lake_hook(run: RunConfig) -> S3Hook:
     return S3Hook(aws_conn_id=run.aws_conn_id, region_name=run.region, verify=DEPLOYMENT.s3_verify)
 
 
-def export_target(config: RunConfig, dag_run) -> lake.ExportTarget:
+def export_target(config: RunConfig, dag_run) -> export.ExportTarget:
     """A folder per run and per clearing of it: a re-run never writes where LATEST.json points."""
-    return lake.ExportTarget(
+    return export.ExportTarget(
         container=config.azure_container,
         date_prefix=f"{config.azure_prefix}/{config.run_date}",
-        attempt=lake.attempt_name(dag_run.run_id, dag_run.clear_number or 0),
+        attempt=export.attempt_name(dag_run.run_id, dag_run.clear_number or 0),
     )
 
 

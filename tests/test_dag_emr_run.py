@@ -254,12 +254,12 @@ def test_the_copy_is_verified_blob_by_blob(cloud):
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 
-    from fruits import lake as fruits_lake
+    from fruits import export
 
     endpoints, s3 = cloud
     s3_hook, wasb = S3Hook(aws_conn_id="fruits_aws"), WasbHook(wasb_conn_id="fruits_wasb")
-    target = fruits_lake.ExportTarget(lake.CONTAINER, "fruits/2026-11-30", "attempt1")
-    sources = fruits_lake.ExportSources(
+    target = export.ExportTarget(lake.CONTAINER, "fruits/2026-11-30", "attempt1")
+    sources = export.ExportSources(
         lake.LAKE_BUCKET,
         {
             "features": "features/ingest_date=2026-11-30",
@@ -277,16 +277,16 @@ def test_the_copy_is_verified_blob_by_blob(cloud):
         wasb.load_string(
             body.decode(), lake.CONTAINER, f"{target.blob_prefix}/{blob}", create_container=True
         )
-    verify = lambda: fruits_lake.verify_and_publish(  # noqa: E731
+    verify = lambda: export.verify_and_publish(  # noqa: E731
         s3_hook, wasb, sources, target, "attempt1"
     )
     assert verify()["objects"] == 3
 
     wasb.load_string("{}", lake.CONTAINER, f"{target.blob_prefix}/pca/report.json", overwrite=True)
-    with pytest.raises(fruits_lake.ExportMismatch, match="size differs: pca/report.json"):
+    with pytest.raises(export.ExportMismatch, match="size differs: pca/report.json"):
         verify()
     wasb.delete_file(lake.CONTAINER, f"{target.blob_prefix}/classify/metrics.json")
-    with pytest.raises(fruits_lake.ExportMismatch, match="missing in Azure: classify/metrics.json"):
+    with pytest.raises(export.ExportMismatch, match="missing in Azure: classify/metrics.json"):
         verify()
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from fruits.code_bundle import JOBIO_WHEEL
 from fruits.config import RunConfig
-from fruits.lake import JOBIO_WHEEL
 from fruits.spark_steps import SparkJob
 
 JOB_CLUSTER_KEY = "fruits"

@@ -14,7 +14,7 @@ from fruits.config import RunConfig
 
 JOB_ORDER = ("featurize", "pca", "classify")
 # The modules the job scripts import from each other: --py-files on EMR and locally, a wheel on
-# Databricks (lake.bundle_files).
+# Databricks (code_bundle.bundle_files).
 SHARED_MODULES = ("jobio.py", "splits.py")
 
 
