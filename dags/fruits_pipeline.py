@@ -438,7 +438,7 @@ def verify_and_publish(config: dict, dag_run=None, ti=None, outlet_events=None) 
     }
     pointer = export.verify_and_publish(
         lake_hook(run),
-        WasbHook(wasb_conn_id=run.wasb_conn_id),
+        WasbHook(wasb_conn_id=DEPLOYMENT.wasb_conn_id),
         sources,
         target,
         dag_run.run_id,
@@ -464,7 +464,7 @@ def emr_cost(run: RunConfig, ti) -> dict:
     if run.platform != "emr":
         return {}
     cluster_id = ti.xcom_pull(task_ids="emr.create_emr_cluster")
-    client = EmrHook(aws_conn_id=run.aws_conn_id, region_name=run.region).conn
+    client = EmrHook(aws_conn_id=DEPLOYMENT.aws_conn_id, region_name=run.region).conn
     return emr_cost_estimate(client, cluster_id, run.emr.usd_per_normalized_hour)
 
 
@@ -482,7 +482,9 @@ def export_sources(config: RunConfig) -> export.ExportSources:
 
 
 def lake_hook(run: RunConfig) -> S3Hook:
-    return S3Hook(aws_conn_id=run.aws_conn_id, region_name=run.region, verify=DEPLOYMENT.s3_verify)
+    return S3Hook(
+        aws_conn_id=DEPLOYMENT.aws_conn_id, region_name=run.region, verify=DEPLOYMENT.s3_verify
+    )
 
 
 def export_target(config: RunConfig, dag_run) -> export.ExportTarget:
