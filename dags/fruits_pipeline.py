@@ -6,14 +6,15 @@ lake's partition `features/ingest_date=D/`, refits PCA and the classifier over e
 D, and publishes the night's outputs to Azure Blob Storage.
 
 1. **resolve_config**: run form + Variable `fruits_config` + deployment, validated: a bad setting
-   fails here, before any cluster exists, with a message naming it.
+   fails here, once, before any cluster exists, with a message naming it.
    **find_new_photos**: no photo under `landing/D/`: the run succeeds here and says so; nothing
    is started or published.
-2. **clear_night_outputs** empties `runs/D/` and the night's PCA statistics, so nothing a failed
-   or earlier run of D left can be exported or reused. **upload_spark_jobs**: `spark_jobs/` to
-   `s3://<lake>/code/<content hash>/` (skipped if there), so each run names the exact code it
-   ran. **check_weights**: the pinned weights artifact is in S3 with the pinned sha256.
-3. **choose_platform** (from the run form):
+2. **setup**: `clear_night_outputs` empties `runs/D/` and the night's PCA statistics, so nothing
+   a failed or earlier run of D left can be exported or reused; `upload_spark_jobs` puts
+   `spark_jobs/` under `s3://<lake>/code/<content hash>/` (skipped if there), so each run names
+   the exact code it ran; `check_weights`: the pinned weights artifact is in S3 with the pinned
+   sha256; `plan_spark_jobs`: the three jobs as data, rendered alike by every platform.
+3. **choose_platform** (from the run form) picks one task group; the other two are skipped:
    - `emr`: create the cluster, then featurize -> pca -> classify as EMR steps, each watched by a
      sensor; the cluster is terminated by a *teardown* task whatever happens (a teardown runs
      after success, failure or timeout, like `trigger_rule=ALL_DONE`, but does not turn a failed
@@ -21,11 +22,13 @@ D, and publishes the night's outputs to Azure Blob Storage.
    - `local`: the same spark-submit commands in Spark local mode, inputs staged from S3.
    - `databricks`: one Databricks run of the same three jobs on a job cluster (released when the
      run ends; a teardown cancels a run Airflow stopped watching).
-4. **copy_to_azure** (the Azure provider's `S3ToAzureBlobStorageOperator`, one mapped copy per
-   folder) copies the night's `features/` and `quarantine/` partitions and `runs/D/{pca,classify}/`
-   to `<container>/<prefix>/D/<run id>/`; **verify_and_publish** checks every object (name, size,
-   MD5), then points `<prefix>/D/LATEST.json` at the copy and removes older copies of that date.
+4. **publish**: `copy_to_azure` (the Azure provider's `S3ToAzureBlobStorageOperator`, one mapped
+   copy per folder) copies the night's `features/` and `quarantine/` partitions and
+   `runs/D/{pca,classify}/` to `<container>/<prefix>/D/<run id>/`; `verify_and_publish` checks
+   every object (name, size, MD5), points `<prefix>/D/LATEST.json` at the copy, removes older
+   copies of that date, and emits the night's Asset events with its figures.
 
+A task that fails for good logs one line naming it, why, and its log's address.
 A re-run or a backfill of D replaces D's partitions and `runs/D/` and nothing else. Credentials
 come only from the Airflow connections.
 """
