@@ -13,6 +13,7 @@ import os
 import re
 import tempfile
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Any
 
 from py4j.protocol import Py4JJavaError
@@ -198,3 +199,12 @@ def require_complete(spark: SparkSession, folder: str, marker: str, job: str) ->
             f"{job}: {folder} is incomplete (no {marker}, which the job that writes it adds "
             "last): re-run that job, or the night"
         )
+
+
+def ship_to_workers(spark: SparkSession, *modules: ModuleType) -> None:
+    """The workers import these modules (a pickled function refers to them by name): send each
+    one the driver read from a plain file, as when `spark-submit spark_jobs/<job>.py` runs from a
+    checkout. One read from the library archive on --py-files is on the workers' path already."""
+    for module in modules:
+        if module.__file__ and os.path.isfile(module.__file__):
+            spark.sparkContext.addPyFile(module.__file__)

@@ -57,7 +57,7 @@ def test_the_job_is_a_valid_jobs_api_request_running_the_emr_steps_arguments():
         assert python_task["python_file"] == step[step.index("--py-files") + 2]
         assert python_task["parameters"] == step[step.index("--py-files") + 3 :]
         libraries = task["libraries"]
-        assert {"whl": f"{CODE}/{code_bundle.JOBIO_WHEEL}"} in libraries
+        assert {"whl": f"{CODE}/{code_bundle.LIBRARY_WHEEL}"} in libraries
         pins = {lib["pypi"]["package"] for lib in libraries if "pypi" in lib}
         assert pins == set(databricks.requirement_pins(REQUIREMENTS))
         assert "tensorflow-cpu==2.21.0" in pins and not any(p.startswith("pyspark") for p in pins)
@@ -73,8 +73,8 @@ def test_a_misspelled_field_is_refused_by_the_check():
 def test_the_bundle_ships_jobio_as_an_installable_reproducible_wheel(tmp_path):
     files = code_bundle.bundle_files(REPO / "spark_jobs")
     assert code_bundle.bundle_files(REPO / "spark_jobs") == files  # same bytes, same hash
-    wheel = tmp_path / Path(code_bundle.JOBIO_WHEEL).name
-    wheel.write_bytes(files[code_bundle.JOBIO_WHEEL])
+    wheel = tmp_path / Path(code_bundle.LIBRARY_WHEEL).name
+    wheel.write_bytes(files[code_bundle.LIBRARY_WHEEL])
     assert zipfile.ZipFile(wheel).testzip() is None
     target = tmp_path / "site"
     subprocess.run(

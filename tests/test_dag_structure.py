@@ -239,7 +239,7 @@ def test_the_steps_are_valid_add_job_flow_steps_requests(params):
         "--deploy-mode",
         "client",
         "--py-files",
-        "s3://fruits-lake/code/abc/jobio.py,s3://fruits-lake/code/abc/splits.py",
+        "s3://fruits-lake/code/abc/dist/fruits_jobs.zip",  # the jobs' library, one archive
     ]
     assert featurize[5] == "s3://fruits-lake/code/abc/featurize.py"
     flags = [dict(zip(args[6::2], args[7::2], strict=False)) for args in (featurize, pca, classify)]
@@ -252,3 +252,36 @@ def test_the_steps_are_valid_add_job_flow_steps_requests(params):
     assert flags[1]["--moments"] == "s3://fruits-lake/moments"
     assert ("--k" in pca) == ("pca_k" in params)
     assert flags[2]["--input"] == "s3://fruits-lake/runs/2026-11-25/pca/vectors"
+
+
+def test_the_library_archive_carries_every_module_but_the_jobs(tmp_path):
+    # A module added to spark_jobs/ reaches the cluster with no change on the Airflow side.
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    from fruits.code_bundle import bundle_files
+    from fruits.spark_steps import JOB_ORDER, LIBRARY_ZIP
+
+    spark_jobs = Path(__file__).resolve().parents[1] / "spark_jobs"
+    archive = tmp_path / "fruits_jobs.zip"
+    archive.write_bytes(bundle_files(spark_jobs)[LIBRARY_ZIP])
+    modules = {p.name for p in spark_jobs.glob("*.py")} - {f"{job}.py" for job in JOB_ORDER}
+    with zipfile.ZipFile(archive) as opened:
+        assert {n for n in opened.namelist() if n.endswith(".py")} == modules
+    # Importable from the archive alone, as Spark's --py-files puts it on a worker's path.
+    names = sorted(m[: -len(".py")] for m in modules)
+    code = (
+        f"import sys; sys.path[:0] = [{str(archive)!r}]; import {', '.join(names)}; "
+        f"print({names[0]}.__file__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(str(archive))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import backbone
 import featurize
 
 pytestmark = pytest.mark.spark
@@ -148,7 +149,7 @@ def test_nothing_readable_fails_but_keeps_the_quarantine(spark, tmp_path, random
 
 def test_offline_imagenet_weights_fail_loudly_without_fallback():
     with pytest.raises(SystemExit, match="pass --weights with the URI of a pinned"):
-        featurize.load_weights_on_driver("imagenet", 32, "tflite", storage=None)
+        backbone.load_weights_on_driver("imagenet", 32, "tflite", storage=None)
 
 
 @pytest.mark.parametrize(

@@ -10,23 +10,24 @@ import hashlib
 import json
 from pathlib import Path
 
-from fruits.spark_steps import SHARED_MODULES
+from fruits.spark_steps import LIBRARY, LIBRARY_ZIP, is_library_module
 from fruits.wheel import build_wheel, wheel_filename
 
 BUNDLE_MARKER = "_BUNDLE.json"  # written last: its presence means the bundle is complete
-# The jobs' shared helper as an installable library, for platforms without --py-files.
-JOBIO_WHEEL = f"dist/{wheel_filename('fruits_jobio', '1.0')}"
+# The jobs' library as an installable wheel, for platforms without --py-files (Databricks).
+LIBRARY_WHEEL = f"dist/{wheel_filename(*LIBRARY)}"
 
 
 def bundle_files(spark_jobs_dir: Path) -> dict[str, bytes]:
     """What runs on the cluster: the job scripts, their requirements, the bootstrap script,
-    and the shared modules again as a wheel (Databricks installs libraries; EMR takes
-    --py-files)."""
+    and the other modules as one library archive (a .zip for --py-files, a wheel for
+    Databricks)."""
     patterns = ("*.py", "requirements.txt", "bootstrap/*.sh")
     paths = sorted({p for pattern in patterns for p in spark_jobs_dir.glob(pattern)})
     files = {p.relative_to(spark_jobs_dir).as_posix(): p.read_bytes() for p in paths}
-    shared = {module: files[module] for module in SHARED_MODULES}
-    files[JOBIO_WHEEL] = build_wheel("fruits_jobio", "1.0", shared)
+    library = build_wheel(*LIBRARY, {n: c for n, c in files.items() if is_library_module(n)})
+    files[LIBRARY_WHEEL] = library
+    files[LIBRARY_ZIP] = library  # a wheel is a zip: the same archive under a name Spark takes
     return files
 
 
