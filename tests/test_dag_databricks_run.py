@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import zipfile
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -161,7 +162,7 @@ def test_a_failing_task_fails_the_run_with_its_error(
     assert TOKEN not in logged and SECRET_KEY not in logged
 
 
-def test_the_teardown_cancels_a_run_airflow_stopped_watching(cloud, monkeypatch):
+def test_the_teardown_cancels_a_run_airflow_stopped_watching(pipeline_dag, cloud, monkeypatch):
     import fruits_pipeline
 
     with FakeDatabricks(TOKEN, Workspace(cloud[1]), hold_running=True) as stub:
@@ -175,7 +176,9 @@ def test_the_teardown_cancels_a_run_airflow_stopped_watching(cloud, monkeypatch)
                 assert (task_ids, key) == ("databricks.run_on_databricks", "run_id")
                 return run_id
 
-        release = fruits_pipeline.release_databricks_run.function
+        # Called as the DAG calls it: with the arguments its task was given.
+        arguments = pipeline_dag.get_task("databricks.release_databricks_run").op_args
+        release = partial(fruits_pipeline.release_databricks_run.function, *arguments)
         assert "cancelled" in release(ti=TaskInstance())
         assert stub.cancelled == [run_id]
         assert "already ended" in release(ti=TaskInstance())
