@@ -105,17 +105,20 @@ def take_screenshots(services: AirflowServices, run: Run, out: Path) -> list[Pat
 
 
 def show(page, view: str, toggle: str, labels: list[str]) -> None:
-    """Switch to a view, expand or collapse every group; stop if a label does not show."""
-    page.get_by_role("button", name=view).click()
-    button = page.get_by_role("button", name=toggle)
-    button.wait_for(timeout=60_000)
-    if button.is_enabled():  # disabled when every group already is so
-        button.click()
-    for label in labels:
-        try:
+    """Switch to a view, expand or collapse every group; stop if something does not show."""
+    missing = f"{view!r} button"
+    try:
+        page.get_by_role("button", name=view).click(timeout=60_000)
+        missing = f"{toggle!r} button"
+        button = page.get_by_role("button", name=toggle)
+        button.wait_for(timeout=30_000)
+        if button.is_enabled():  # disabled when every group already is so
+            button.click()
+        for label in labels:
+            missing = f"{label!r} in its {view!r} view"
             page.get_by_text(label, exact=True).first.wait_for(timeout=30_000)
-        except PlaywrightTimeout:
-            raise SystemExit(f"{page.url} shows no {label!r} in its {view!r} view") from None
+    except PlaywrightTimeout:
+        raise SystemExit(f"{page.url} shows no {missing}: not the run's grid") from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
