@@ -113,7 +113,8 @@ def test_the_tasks_run_in_the_pipeline_order(pipeline_dag):
 
 
 def test_the_grid_reads_setup_then_one_group_per_platform_then_publish(pipeline_dag):
-    # In the order the grid and graph show the top level (the api-server's topological sort).
+    # The graph's order of the top level (the api-server's topological sort; the grid lists
+    # siblings with no order between them, the three platforms, alphabetically).
     top_level = [node.node_id for node in pipeline_dag.task_group.topological_sort()]
     assert top_level == [
         "resolve_config",
