@@ -19,7 +19,7 @@ INPUT ?= ../shared/data/fruits360-sample
 OUTPUT ?= .local-runs/features
 WEIGHTS ?= ../shared/models/mobilenet_v2_1.0_pretrained_no_top.weights.h5
 
-.PHONY: venv lint test run featurize bench clean
+.PHONY: venv lint test run featurize bench grid-screenshot clean
 
 $(STAMP): requirements.txt spark_jobs/requirements.txt package.json package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,13 @@ bench: venv
 	$(BIN)/python -m benchmarks.quality
 	$(BIN)/python -m benchmarks.pca
 	$(BIN)/python -m benchmarks.big_photos
+
+# The README's pictures of the Airflow UI (docs/grid.png, docs/graph.png), from a real local night
+# in headless Debian Chromium. playwright is not in requirements.txt: CI does not need it.
+grid-screenshot: venv
+	test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y chromium; }
+	$(BIN)/uv pip install --quiet --python $(BIN)/python playwright==1.65.2
+	$(BIN)/python -m localdev.grid_screenshot $(ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .local-runs

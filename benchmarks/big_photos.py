@@ -116,13 +116,13 @@ def run_job(images: Path, output: Path, weights: Path, cache: Path, cores: int):
 DECODE = """
 import io, sys, time
 sys.path.insert(0, {spark_jobs!r})
-import featurize
+import decoding
 from PIL import Image
 Image.MAX_IMAGE_PIXELS = None
 content = open({path!r}, "rb").read()
 started = time.perf_counter()
 if {how!r} == "job":
-    featurize.decode_image(content, 224)
+    decoding.decode_image(content, 224)
 else:
     with Image.open(io.BytesIO(content)) as image:
         image.convert("RGB").resize((224, 224), Image.BILINEAR)

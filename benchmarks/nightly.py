@@ -34,7 +34,6 @@ from pathlib import Path
 
 from benchmarks import REPO, add_data_arguments
 from fruits.local_platform import LOCAL_SPARK_OPTIONS
-from fruits.spark_steps import SHARED_MODULES
 
 FIRST_NIGHT = 1  # nights are 2026-10-01, 2026-10-02, ...; the new one follows the history
 
@@ -47,7 +46,6 @@ def spark_submit(job: str, *arguments: str, cores: int) -> float:
     """Run a job as the local platform does; its wall-clock seconds."""
     command = [str(Path(sys.executable).with_name("spark-submit")), "--master", f"local[{cores}]"]
     command += [*LOCAL_SPARK_OPTIONS, "--conf", "spark.ui.enabled=false"]
-    command += ["--py-files", ",".join(str(REPO / "spark_jobs" / m) for m in SHARED_MODULES)]
     started = time.perf_counter()
     result = subprocess.run(
         [*command, str(REPO / "spark_jobs" / f"{job}.py"), *arguments],

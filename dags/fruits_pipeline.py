@@ -6,14 +6,15 @@ lake's partition `features/ingest_date=D/`, refits PCA and the classifier over e
 D, and publishes the night's outputs to Azure Blob Storage.
 
 1. **resolve_config**: run form + Variable `fruits_config` + deployment, validated: a bad setting
-   fails here, before any cluster exists, with a message naming it.
+   fails here, once, before any cluster exists, with a message naming it.
    **find_new_photos**: no photo under `landing/D/`: the run succeeds here and says so; nothing
    is started or published.
-2. **clear_night_outputs** empties `runs/D/` and the night's PCA statistics, so nothing a failed
-   or earlier run of D left can be exported or reused. **upload_spark_jobs**: `spark_jobs/` to
-   `s3://<lake>/code/<content hash>/` (skipped if there), so each run names the exact code it
-   ran. **check_weights**: the pinned weights artifact is in S3 with the pinned sha256.
-3. **choose_platform** (from the run form):
+2. **setup**: `clear_night_outputs` empties `runs/D/` and the night's PCA statistics, so nothing
+   a failed or earlier run of D left can be exported or reused; `upload_spark_jobs` puts
+   `spark_jobs/` under `s3://<lake>/code/<content hash>/` (skipped if there), so each run names
+   the exact code it ran; `check_weights`: the pinned weights artifact is in S3 with the pinned
+   sha256; `plan_spark_jobs`: the three jobs as data, rendered alike by every platform.
+3. **choose_platform** (from the run form) picks one task group; the other two are skipped:
    - `emr`: create the cluster, then featurize -> pca -> classify as EMR steps, each watched by a
      sensor; the cluster is terminated by a *teardown* task whatever happens (a teardown runs
      after success, failure or timeout, like `trigger_rule=ALL_DONE`, but does not turn a failed
@@ -21,11 +22,13 @@ D, and publishes the night's outputs to Azure Blob Storage.
    - `local`: the same spark-submit commands in Spark local mode, inputs staged from S3.
    - `databricks`: one Databricks run of the same three jobs on a job cluster (released when the
      run ends; a teardown cancels a run Airflow stopped watching).
-4. **copy_to_azure** (the Azure provider's `S3ToAzureBlobStorageOperator`, one mapped copy per
-   folder) copies the night's `features/` and `quarantine/` partitions and `runs/D/{pca,classify}/`
-   to `<container>/<prefix>/D/<run id>/`; **verify_and_publish** checks every object (name, size,
-   MD5), then points `<prefix>/D/LATEST.json` at the copy and removes older copies of that date.
+4. **publish**: `copy_to_azure` (the Azure provider's `S3ToAzureBlobStorageOperator`, one mapped
+   copy per folder) copies the night's `features/` and `quarantine/` partitions and
+   `runs/D/{pca,classify}/` to `<container>/<prefix>/D/<run id>/`; `verify_and_publish` checks
+   every object (name, size, MD5), points `<prefix>/D/LATEST.json` at the copy, removes older
+   copies of that date, and emits the night's Asset events with its figures.
 
+A task that fails for good logs one line naming it, why, and its log's address.
 A re-run or a backfill of D replaces D's partitions and `runs/D/` and nothing else. Credentials
 come only from the Airflow connections.
 """
@@ -34,9 +37,10 @@ from __future__ import annotations
 
 import logging
 from contextlib import suppress
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
@@ -52,6 +56,7 @@ from airflow.sdk import (
     BaseHook,
     CronDataIntervalTimetable,
     Param,
+    TaskGroup,
     TriggerRule,
     Variable,
     chain,
@@ -61,7 +66,7 @@ from airflow.sdk import (
 from airflow.sdk.exceptions import AirflowFailException
 from azure.core.exceptions import ResourceNotFoundError
 
-from fruits import databricks, emr, lake, local_platform
+from fruits import code_bundle, databricks, emr, export, lake, local_platform, weights
 from fruits.config import (
     PLATFORMS,
     ConfigError,
@@ -71,6 +76,7 @@ from fruits.config import (
     run_date_of,
 )
 from fruits.emr_cluster import CreateRunClusterOperator, TerminateRunClustersOperator
+from fruits.night_facts import emr_cost_estimate, night_facts
 from fruits.retry import RETRY_TRANSIENT_AWS_ERRORS
 from fruits.spark_steps import JOB_ORDER, SparkJob, pipeline_jobs
 
@@ -84,6 +90,20 @@ WRITTEN_IN_S3 = Asset(name="fruits_features_s3")
 # What waits for Spark (a step's watcher, a local job, the Databricks run of the three jobs) ends
 # this long after the jobs' own timeout; every other task within FRUITS_TASK_TIMEOUT_S.
 STEP_TIMEOUT, MARGIN = timedelta(seconds=DEPLOYMENT.step_timeout_s), timedelta(minutes=10)
+
+
+def report_failure(context) -> None:
+    """After a task's last try: one line saying which task (an EMR watcher: which step) failed,
+    why, and where its log is. The sensors' errors carry EMR's reason and the step's log file."""
+    ti = context["ti"]
+    log.error(
+        "fruits_pipeline %s: task %s failed after %s tries: %s | log: %s",
+        ti.run_id,
+        ti.task_id,
+        ti.try_number,
+        context.get("exception"),
+        ti.log_url,
+    )
 
 
 @dag(
@@ -103,6 +123,7 @@ STEP_TIMEOUT, MARGIN = timedelta(seconds=DEPLOYMENT.step_timeout_s), timedelta(m
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=15),
         "execution_timeout": timedelta(seconds=DEPLOYMENT.task_timeout_s),
+        "on_failure_callback": report_failure,
     },
     params={
         "run_date": Param(
@@ -148,100 +169,123 @@ STEP_TIMEOUT, MARGIN = timedelta(seconds=DEPLOYMENT.step_timeout_s), timedelta(m
 def fruits_pipeline():
     plan = resolve_config()
     photos = find_new_photos(plan["config"])  # none: the night succeeds here, nothing published
-    code_uri = upload_spark_jobs(plan["config"])
-    weights = check_weights(plan["config"])
-    jobs = plan_spark_jobs(plan["config"])
-    cleared = clear_night_outputs(plan["config"])
-    platform = choose_platform(plan["config"])
-    chain(photos, [code_uri, weights, jobs, cleared], platform)
+    with TaskGroup("setup", tooltip="the code, the weights, the jobs; the night cleared") as setup:
+        code_uri = upload_spark_jobs(plan["config"])
+        check_weights(plan["config"])
+        jobs = plan_spark_jobs(plan["config"])
+        clear_night_outputs(plan["config"])
+    platforms = {
+        "emr": on_emr(plan, jobs, code_uri),
+        "local": on_local(plan, jobs, code_uri),
+        "databricks": on_databricks(plan, jobs, code_uri),
+    }
+    platform = choose_platform(plan["config"], {p: g.group_id for p, g in platforms.items()})
+    chain(photos, setup, platform, list(platforms.values()))
+    chain(list(platforms.values()), publish(plan))
 
-    # --- platform emr: one cluster per run, a step and a watcher per job, always terminated ----
-    job_flow = emr_job_flow(plan["config"], code_uri)
-    aws = {"aws_conn_id": DEPLOYMENT.aws_conn_id, "region_name": plan["region"]}
-    create_cluster = CreateRunClusterOperator(  # a retried create reuses the run's cluster
-        task_id="create_emr_cluster",
-        job_flow_overrides=job_flow,
-        emr_conn_id=None,  # the whole config is above: no hidden defaults from a connection
-        **aws,
-    )
-    steps = emr_steps(jobs, code_uri)
-    emr_path = [job_flow, create_cluster, steps]
-    for name in JOB_ORDER:
-        add_step = EmrAddStepsOperator(
-            task_id=f"add_{name}_step",
-            job_flow_id=create_cluster.output,
-            steps=steps[name],
-            retries=0,  # a retried add would run the step twice (apache/airflow#28704)
+
+def on_emr(plan, jobs, code_uri) -> TaskGroup:
+    """One cluster per run, a step and a watcher per job; the cluster always terminated."""
+    with TaskGroup("emr", tooltip="an EMR cluster per run, one step per job") as group:
+        job_flow = emr_job_flow(plan["config"], code_uri)
+        aws = {"aws_conn_id": DEPLOYMENT.aws_conn_id, "region_name": plan["region"]}
+        create_cluster = CreateRunClusterOperator(  # a retried create reuses the run's cluster
+            task_id="create_emr_cluster",
+            job_flow_overrides=job_flow,
+            emr_conn_id=None,  # the whole config is above: no hidden defaults from a connection
             **aws,
         )
-        watch_step = EmrStepSensor(
-            task_id=f"watch_{name}_step",
-            job_flow_id=create_cluster.output,
-            step_id=f"{{{{ ti.xcom_pull(task_ids='add_{name}_step')[0] }}}}",
-            poke_interval=DEPLOYMENT.poll_interval_s,
-            max_attempts=DEPLOYMENT.step_timeout_s // DEPLOYMENT.poll_interval_s,
-            timeout=DEPLOYMENT.step_timeout_s,
+        steps = emr_steps(jobs, code_uri)
+        emr_path = [job_flow, create_cluster, steps]
+        for name in JOB_ORDER:
+            add_step = EmrAddStepsOperator(
+                task_id=f"add_{name}_step",
+                job_flow_id=create_cluster.output,
+                steps=steps[name],
+                retries=0,  # a retried add would run the step twice (apache/airflow#28704)
+                **aws,
+            )
+            watch_step = EmrStepSensor(
+                task_id=f"watch_{name}_step",
+                job_flow_id=create_cluster.output,
+                step_id=f"{{{{ ti.xcom_pull(task_ids='{add_step.task_id}')[0] }}}}",  # one step
+                poke_interval=DEPLOYMENT.poll_interval_s,
+                max_attempts=DEPLOYMENT.step_timeout_s // DEPLOYMENT.poll_interval_s,
+                timeout=DEPLOYMENT.step_timeout_s,
+                deferrable=DEPLOYMENT.deferrable,
+                execution_timeout=STEP_TIMEOUT + MARGIN,
+                # Throttling or a 5xx that outlasts botocore's attempts: poll the same step
+                # again. A failed step is final (re-run the date instead).
+                retry_policy=RETRY_TRANSIENT_AWS_ERRORS,
+                **aws,
+            )
+            emr_path += [add_step, watch_step]
+        # Terminates every cluster tagged with this run. Its setups include the job flow, so it
+        # also runs when every try of the create failed after a cluster was started.
+        terminate_cluster = TerminateRunClustersOperator(
+            task_id="terminate_emr_cluster", job_flow=job_flow, **aws
+        ).as_teardown(setups=[job_flow, create_cluster])
+        chain(*emr_path, terminate_cluster)
+    return group
+
+
+def on_local(plan, jobs, code_uri) -> TaskGroup:
+    """The same jobs with Spark in local mode, inputs staged from S3."""
+    with TaskGroup("local", tooltip="the same jobs, Spark in local mode") as group:
+        chain(
+            *(
+                run_locally.override(task_id=f"run_{name}_locally")(
+                    jobs[name], code_uri, plan["config"]
+                )
+                for name in JOB_ORDER
+            )
+        )
+    return group
+
+
+def on_databricks(plan, jobs, code_uri) -> TaskGroup:
+    """The same jobs as one Databricks job on a job cluster."""
+    with TaskGroup("databricks", tooltip="the same jobs as one Databricks job") as group:
+        databricks_job = databricks_job_settings(plan["config"], jobs, code_uri)
+        define_job = DatabricksCreateJobsOperator(  # creates the named job, or resets it
+            task_id="define_databricks_job",
+            json=databricks_job["settings"],
+            databricks_conn_id=DEPLOYMENT.databricks_conn_id,
+        )
+        run_job = DatabricksRunNowOperator(
+            task_id="run_on_databricks",
+            job_id=define_job.output,
+            json={"idempotency_token": databricks_job["idempotency_token"]},
+            forward_dag_params=False,  # the job's arguments are in its tasks, not the run form
+            databricks_conn_id=DEPLOYMENT.databricks_conn_id,
+            polling_period_seconds=DEPLOYMENT.poll_interval_s,
             deferrable=DEPLOYMENT.deferrable,
-            execution_timeout=STEP_TIMEOUT + MARGIN,
-            # Throttling or a 5xx that outlasts botocore's attempts: poll the same step again.
-            # A failed step is final (re-run the date instead).
-            retry_policy=RETRY_TRANSIENT_AWS_ERRORS,
-            **aws,
+            execution_timeout=STEP_TIMEOUT * len(JOB_ORDER) + MARGIN,  # the job's timeout_seconds
+            retries=0,  # a failed job run is final, like a failed EMR step; re-run the date
         )
-        emr_path += [add_step, watch_step]
-    # Terminates every cluster tagged with this run. Its setups include the job flow, so it also
-    # runs when every try of the create failed after a cluster was started.
-    terminate_cluster = TerminateRunClustersOperator(
-        task_id="terminate_emr_cluster", job_flow=job_flow, **aws
-    ).as_teardown(setups=[job_flow, create_cluster])
-    chain(platform, *emr_path, terminate_cluster)
+        release = release_databricks_run(run_job.task_id).as_teardown(setups=define_job)
+        chain(databricks_job, define_job, run_job, release)
+    return group
 
-    # --- platform local: the same jobs with Spark in local mode ----------------------------------
-    local_path = [
-        run_locally.override(task_id=f"run_{name}_locally")(jobs[name], code_uri, plan["config"])
-        for name in JOB_ORDER
-    ]
-    chain(platform, *local_path)
 
-    # --- platform databricks: the same jobs as one Databricks job on a job cluster -------------
-    databricks_job = databricks_job_settings(plan["config"], jobs, code_uri)
-    define_job = DatabricksCreateJobsOperator(  # creates the named job, or resets it to this spec
-        task_id="define_databricks_job",
-        json=databricks_job["settings"],
-        databricks_conn_id=DEPLOYMENT.databricks_conn_id,
-    )
-    run_on_databricks = DatabricksRunNowOperator(
-        task_id="run_on_databricks",
-        job_id=define_job.output,
-        json={"idempotency_token": databricks_job["idempotency_token"]},
-        forward_dag_params=False,  # the job's arguments are in its tasks, not in the run form
-        databricks_conn_id=DEPLOYMENT.databricks_conn_id,
-        polling_period_seconds=DEPLOYMENT.poll_interval_s,
-        deferrable=DEPLOYMENT.deferrable,
-        execution_timeout=STEP_TIMEOUT * len(JOB_ORDER) + MARGIN,  # the job's timeout_seconds
-        retries=0,  # a failed job run is final, like a failed EMR step; re-run the date
-    )
-    release = release_databricks_run().as_teardown(setups=define_job)
-    chain(platform, databricks_job, define_job, run_on_databricks, release)
-
-    # --- publish: copy the night's partitions and models, verify, point LATEST.json at it --------
-    copies = plan_export(plan["config"])
-    chain(photos, copies)
-    copy_to_azure = S3ToAzureBlobStorageOperator.partial(
-        task_id="copy_to_azure",
-        aws_conn_id=DEPLOYMENT.aws_conn_id,
-        wasb_conn_id=DEPLOYMENT.wasb_conn_id,
-        create_container=True,
-        replace=True,  # the target folder is this run's own, emptied before each try
-        s3_verify=DEPLOYMENT.s3_verify,
-        pre_execute=prepare_copy,
-        trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
-    ).expand_kwargs(copies)  # one copy per folder of the night's outputs
-    chain(
-        [emr_path[-1], local_path[-1], run_on_databricks],
-        copy_to_azure,
-        verify_and_publish(plan["config"]),
-    )
+def publish(plan) -> TaskGroup:
+    """Copy the night's partitions and models to Azure, verify, point LATEST.json at them."""
+    with TaskGroup("publish", tooltip="S3 -> Azure Blob, verified, LATEST.json") as group:
+        # After whichever platform ran: the other two are skipped.
+        copies = plan_export.override(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(
+            plan["config"]
+        )
+        copy_to_azure = S3ToAzureBlobStorageOperator.partial(
+            task_id="copy_to_azure",
+            aws_conn_id=DEPLOYMENT.aws_conn_id,
+            wasb_conn_id=DEPLOYMENT.wasb_conn_id,
+            create_container=True,
+            replace=True,  # the target folder is this run's own, emptied before each try
+            s3_verify=DEPLOYMENT.s3_verify,
+            pre_execute=prepare_copy,
+        ).expand_kwargs(copies)  # one copy per folder of the night's outputs
+        chain(copy_to_azure, verify_and_publish(plan["config"]))
+    return group
 
 
 @task(multiple_outputs=True)
@@ -260,7 +304,7 @@ def resolve_config(params=None, dag_run=None) -> dict:
 @task
 def plan_export(config: dict, dag_run=None) -> list[dict]:
     run = RunConfig.from_dict(config)
-    return lake.export_copies(export_sources(run), export_target(run, dag_run))
+    return export.export_copies(export_sources(run), export_target(run, dag_run))
 
 
 def connections_needed(platform: str) -> list[str]:
@@ -284,13 +328,15 @@ def check_connections_exist(*conn_ids: str) -> None:
 @task
 def upload_spark_jobs(config: dict) -> str:
     run = RunConfig.from_dict(config)
-    return lake.upload_bundle(lake_hook(run), run.lake_bucket, run.code_prefix, SPARK_JOBS_DIR)
+    return code_bundle.upload_bundle(
+        lake_hook(run), run.lake_bucket, run.code_prefix, SPARK_JOBS_DIR
+    )
 
 
 @task
 def check_weights(config: dict) -> dict:
     run = RunConfig.from_dict(config)
-    return lake.verify_weights(lake_hook(run), run.weights_uri, run.weights_sha256)
+    return weights.verify_weights(lake_hook(run), run.weights_uri, run.weights_sha256)
 
 
 @task(multiple_outputs=True)
@@ -323,15 +369,9 @@ def clear_night_outputs(config: dict) -> int:
 
 
 @task.branch
-def choose_platform(config: dict) -> str:
-    platform = config["platform"]
-    if platform == "emr":
-        return "emr_job_flow"
-    if platform == "local":
-        return "run_featurize_locally"
-    if platform == "databricks":
-        return "databricks_job_settings"
-    raise AirflowFailException(f"platform={platform!r} is unknown")  # validated before; kept safe
+def choose_platform(config: dict, groups: dict[str, str]) -> str:
+    """The task group of the run's platform; the others are skipped."""
+    return groups[config["platform"]]  # validated by resolve_config: one of PLATFORMS
 
 
 @task
@@ -357,9 +397,9 @@ def databricks_job_settings(config: dict, jobs: dict, code_uri: str, run_id=None
 
 
 @task
-def release_databricks_run(ti=None) -> str:
+def release_databricks_run(run_task_id: str, ti=None) -> str:
     """A job cluster goes when its run ends; end a run Airflow stopped watching (timeout)."""
-    run_id = ti.xcom_pull(task_ids="run_on_databricks", key="run_id")
+    run_id = ti.xcom_pull(task_ids=run_task_id, key="run_id")
     if run_id is None:
         return "no run was submitted"
     hook = DatabricksHook(databricks_conn_id=DEPLOYMENT.databricks_conn_id)
@@ -390,33 +430,51 @@ def prepare_copy(context) -> None:
 
 
 @task(outlets=[PUBLISHED_IN_AZURE, WRITTEN_IN_S3])
-def verify_and_publish(config: dict, dag_run=None, outlet_events=None) -> dict:
+def verify_and_publish(config: dict, dag_run=None, ti=None, outlet_events=None) -> dict:
     run = RunConfig.from_dict(config)
     sources, target = export_sources(run), export_target(run, dag_run)
-    pointer = lake.verify_and_publish(
+    facts = {  # read first: a night whose outputs lack them is not published
+        "run_date": run.run_date,
+        "platform": run.platform,
+        **night_facts(lake_hook(run), run),
+        **emr_cost(run, ti),
+    }
+    pointer = export.verify_and_publish(
         lake_hook(run),
-        WasbHook(wasb_conn_id=run.wasb_conn_id),
+        WasbHook(wasb_conn_id=DEPLOYMENT.wasb_conn_id),
         sources,
         target,
         dag_run.run_id,
     )
+    facts["duration_s"] = round((datetime.now(timezone.utc) - dag_run.start_date).total_seconds())
+    # Each night's event: its figures, and where its outputs are (the Assets are named, not
+    # located: the bucket and container are fruits_config's).
     outlet_events[WRITTEN_IN_S3].extra = {
-        "run_date": run.run_date,
+        **facts,
         **{folder: run.uri(prefix) + "/" for folder, prefix in sources.prefixes.items()},
     }
     outlet_events[PUBLISHED_IN_AZURE].extra = {
-        "run_date": run.run_date,
+        **facts,
         "container": target.container,
         "prefix": f"{target.blob_prefix}/",  # as LATEST.json says it
-        "latest": f"{target.date_prefix}/{lake.LATEST}",
+        "latest": f"{target.date_prefix}/{export.LATEST}",
     }
     return pointer
 
 
-def export_sources(config: RunConfig) -> lake.ExportSources:
+def emr_cost(run: RunConfig, ti) -> dict:
+    """On EMR, the cluster's instance-hours so far at the configured price; nothing elsewhere."""
+    if run.platform != "emr":
+        return {}
+    cluster_id = ti.xcom_pull(task_ids="emr.create_emr_cluster")
+    client = EmrHook(aws_conn_id=DEPLOYMENT.aws_conn_id, region_name=run.region).conn
+    return emr_cost_estimate(client, cluster_id, run.emr.usd_per_normalized_hour)
+
+
+def export_sources(config: RunConfig) -> export.ExportSources:
     """The night's outputs, by their folder in the published copy: its features and quarantine
     partitions, and the models and reports of runs/<date>/."""
-    return lake.ExportSources(
+    return export.ExportSources(
         bucket=config.lake_bucket,
         prefixes={
             "features": config.features_partition_prefix,
@@ -427,15 +485,17 @@ def export_sources(config: RunConfig) -> lake.ExportSources:
 
 
 def lake_hook(run: RunConfig) -> S3Hook:
-    return S3Hook(aws_conn_id=run.aws_conn_id, region_name=run.region, verify=DEPLOYMENT.s3_verify)
+    return S3Hook(
+        aws_conn_id=DEPLOYMENT.aws_conn_id, region_name=run.region, verify=DEPLOYMENT.s3_verify
+    )
 
 
-def export_target(config: RunConfig, dag_run) -> lake.ExportTarget:
+def export_target(config: RunConfig, dag_run) -> export.ExportTarget:
     """A folder per run and per clearing of it: a re-run never writes where LATEST.json points."""
-    return lake.ExportTarget(
+    return export.ExportTarget(
         container=config.azure_container,
         date_prefix=f"{config.azure_prefix}/{config.run_date}",
-        attempt=lake.attempt_name(dag_run.run_id, dag_run.clear_number or 0),
+        attempt=export.attempt_name(dag_run.run_id, dag_run.clear_number or 0),
     )
 
 

@@ -42,6 +42,15 @@ def parse_args(argv: list[str] | None = None) -> Args:
     return Args(parsed.input, parsed.output.rstrip("/"), parsed.max_iter, parsed.reg_param)
 
 
+def completion_marker(input_uri: str) -> tuple[str, str]:
+    """(folder, marker) that says the input is whole: pca's report.json for its vectors/,
+    featurize's _manifest.json for its output."""
+    path = input_uri.rstrip("/")
+    if path.endswith("/vectors"):
+        return path.rsplit("/", 1)[0], "report.json"
+    return path, "_manifest.json"
+
+
 def feature_column(rows: DataFrame) -> str:
     for name in ("pca_features", "features"):
         if name in rows.columns:
@@ -98,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     spark = SparkSession.builder.appName("fruits-classify").getOrCreate()
 
+    jobio.require_complete(spark, *completion_marker(args.input), job="classify")
     rows = spark.read.parquet(args.input)
     column = feature_column(rows)
     rule = split_rule(rows)

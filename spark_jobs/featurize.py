@@ -26,13 +26,9 @@ one float32 buffer, not as pandas objects converted row by row.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import hashlib
-import io
-import os
 import re
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
@@ -49,32 +45,28 @@ from pyspark.errors import AnalysisException, IllegalArgumentException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-FEATURE_SIZE = 1280
+import backbone
+import decoding
+from backbone import (
+    FEATURE_SIZE,
+    KerasBackbone,
+    LoadedWeights,
+    Storage,
+    TFLiteBackbone,
+    load_weights_on_driver,
+    make_backbone,
+    tensorflow_version,
+)
+from decoding import decode_image, describe_error
+
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
 SPLIT_FOLDERS = ("Training", "Test")
-# What the workers decode, whatever the extension says (Pillow's format names; JPEG includes
-# phones' multi-picture MPO). Pillow opens more, but a photo is one of these, and some others
-# run external programs (EPS: Ghostscript).
-IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "AVIF")
-# Decompression bombs are refused from the header, before decoding. An image decoded at full
-# size may have this many pixels (160 MB as RGBA in a Python worker; a 20000x20000 PNG would
-# need 1.6 GB) ...
-MAX_IMAGE_PIXELS = 40_000_000
-# ... and a JPEG this many: it is decoded at 1/2, 1/4 or 1/8 of its size (JPEG's DCT scaling),
-# so a 200 Mpx phone photo takes 3 Mpx of memory ...
-MAX_JPEG_PIXELS = 250_000_000
-# ... keeping at least this many times the model's input a side, so that the bilinear resize
-# still averages several decoded pixels per output pixel: 4 keeps the pixels within 0.2 levels
-# of a full decode's (1 gave 1.8 levels on a 12 Mpx photo full of detail), for the same time.
-DECODE_OVERSAMPLING = 4
 # No photo is larger (a 200 Mpx JPEG is 20 to 60 MB); a Python worker holds one at a time.
 MAX_FILE_BYTES = 256 * 2**20
 # Photos' bytes per Spark partition, hence at most per Arrow batch in a Python worker (one larger
 # photo gets a partition of its own). Spark 3.5 bounds Arrow batches by rows only: 64 rows of
 # 200 Mpx photos would be 2 to 4 GB.
 MAX_PARTITION_BYTES = 64 * 2**20
-# Images per call of the Keras engine: small enough to stay in cache.
-KERAS_MICRO_BATCH = 16
 # Rows per Arrow batch handed to a Python worker.
 ARROW_BATCH_ROWS = 64
 
@@ -87,347 +79,8 @@ FEATURIZED_DDL = "path string, features array<float>"
 
 
 # --------------------------------------------------------------------------------------------
-# Image decoding (runs on the executors; pure functions, unit-tested without Spark)
+# The workers: decode a batch of photos, run the model, return features or errors
 # --------------------------------------------------------------------------------------------
-
-
-def decode_image(content: bytes, size: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Bytes of an image -> float32 array (size, size, 3) in MobileNetV2's [-1, 1] range.
-
-    With `out` (a float32 (size, size, 3) array) the pixels are written there, so a batch is
-    decoded in place rather than allocated image by image and stacked.
-
-    Any of IMAGE_FORMATS, any mode, is brought to 8-bit RGB: 16-bit and 32-bit greyscale are
-    rescaled (not clipped), transparency is composited on white (the Fruits-360 background),
-    CMYK and palettes are converted, and EXIF orientation is applied so a rotated phone photo is
-    seen upright. A large JPEG is decoded at reduced scale first, then resized like any image.
-    Raises ValueError (or PIL's own errors) on anything that is not a readable image.
-    """
-    from PIL import Image, ImageOps
-
-    if not content:
-        raise ValueError("empty file")
-    # Pillow's own bomb check (over 179 Mpx) would refuse 200 Mpx photos: ours is below.
-    Image.MAX_IMAGE_PIXELS = None
-    with Image.open(io.BytesIO(content), formats=IMAGE_FORMATS) as image:
-        prepare_decoding(image, size)  # from the header, nothing decoded yet
-        image.load()
-        ImageOps.exif_transpose(image, in_place=True)
-        rgb = _to_rgb(image)
-    rgb = rgb.resize((size, size), Image.BILINEAR)
-    if out is None:
-        out = np.empty((size, size, 3), np.float32)
-    # keras.applications.mobilenet_v2.preprocess_input, without temporaries
-    np.divide(np.asarray(rgb), np.float32(127.5), out=out, dtype=np.float32)
-    return np.subtract(out, np.float32(1.0), out=out)
-
-
-def prepare_decoding(image, size: int) -> None:
-    """Refuse a decompression bomb, and have a large JPEG decoded at 1/2, 1/4 or 1/8 scale
-    (Pillow's `draft`: libjpeg's DCT scaling) while keeping DECODE_OVERSAMPLING x `size` a side.
-
-    Decoding a 200 Mpx photo at 1/8 takes 9 MB of RGB instead of 600 MB, and 0.4 s instead of
-    12 s; the bilinear resize to `size` then averages over the same area of the picture.
-    """
-    width, height = image.size
-    jpeg = image.format in ("JPEG", "MPO")
-    limit = MAX_JPEG_PIXELS if jpeg else MAX_IMAGE_PIXELS
-    if width * height > limit:
-        raise ValueError(
-            f"image too large: {width}x{height} pixels exceeds {limit} for {image.format} "
-            "(possible decompression bomb)"
-        )
-    keep = DECODE_OVERSAMPLING * size
-    if jpeg and min(width, height) >= 2 * keep:
-        image.draft(None, (keep, keep))
-    if image.size[0] * image.size[1] > MAX_IMAGE_PIXELS:  # a JPEG too narrow to scale down
-        raise ValueError(
-            f"image too large: {width}x{height} JPEG decodes to {image.size[0]}x{image.size[1]} "
-            f"pixels at the smallest scale that keeps {keep} a side, over {MAX_IMAGE_PIXELS} "
-            "(possible decompression bomb)"
-        )
-
-
-def _to_rgb(image):
-    from PIL import Image
-
-    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        # PIL's convert() clips wide and float modes at 255: rescale to 8 bits instead.
-        wide = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") else max(float(wide.max()), 1.0)
-        image = Image.fromarray(np.clip(wide / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
-    return image.convert("RGB")
-
-
-# --------------------------------------------------------------------------------------------
-# The model: built once on the driver, shipped serialised, rebuilt once per Python worker
-# --------------------------------------------------------------------------------------------
-
-
-# Keras 3 reads each of its two HDF5 weights layouts with its own loader, chosen by the file's
-# name; a weights file is recognised by what is in it and saved under the name its loader needs.
-KERAS3_WEIGHTS = "keras3 .weights.h5"  # model.save_weights() of Keras 3
-LEGACY_WEIGHTS = "keras legacy .h5"  # Keras 2's save_weights(), and Keras' own ImageNet file
-LOADER_FILE_NAMES = {KERAS3_WEIGHTS: "backbone.weights.h5", LEGACY_WEIGHTS: "backbone.h5"}
-
-
-@dataclass(frozen=True)
-class LoadedWeights:
-    source: str  # "imagenet" or the URI the weights were read from
-    sha256: str
-    format: str  # KERAS3_WEIGHTS or LEGACY_WEIGHTS
-    model_bytes: bytes  # what is broadcast: a TFLite flatbuffer or the pickled weight arrays
-    engine: str
-    compiled_from: str  # "weights" (converted in this run) or the model-cache URI it came from
-
-
-@dataclass(frozen=True)
-class Storage:
-    """File access for the driver (jobio's Hadoop FileSystem calls, or plain files in tests)."""
-
-    read: Callable[[str], bytes]
-    write: Callable[[str, bytes], None]
-    exists: Callable[[str], bool]
-
-
-def build_keras_backbone(image_size: int, weights: str | None = None):
-    import keras
-
-    return keras.applications.MobileNetV2(
-        input_shape=(image_size, image_size, 3),
-        alpha=1.0,
-        include_top=False,
-        pooling="avg",
-        weights=weights,
-    )
-
-
-def load_weights_on_driver(
-    weights: str, image_size: int, engine: str, storage: Storage, model_cache: str | None = None
-) -> LoadedWeights:
-    """Load the weights once on the driver and serialise the model for broadcasting.
-
-    `weights` is "imagenet" (Keras' own file; needs internet or a warm Keras cache) or the URI of
-    a Keras weights file of either format (file:, s3://, dbfs:, ...). Fails loudly, never falls
-    back to other weights. Converting to TFLite costs ~10 s of driver time; with `model_cache`
-    the flatbuffer is kept under a name made of the weights' sha256, the image size and the
-    TensorFlow version, so each weights version is converted once, not every night; a cached
-    model that does not load is converted again and replaced.
-    """
-    if weights == "imagenet":
-        model = _keras_imagenet_backbone(image_size)
-        sha256 = _keras_cache_sha256(model)
-        model_bytes = serialise_model(model, engine)
-        return LoadedWeights(weights, sha256, LEGACY_WEIGHTS, model_bytes, engine, "weights")
-
-    data = read_weights(weights, storage)
-    weights_format = keras_weights_format(data, weights)
-    sha256 = hashlib.sha256(data).hexdigest()
-    cached = model_cache_uri(model_cache, sha256, image_size) if engine == "tflite" else None
-    if cached and storage.exists(cached):
-        model_bytes = storage.read(cached)
-        problem = tflite_model_problem(model_bytes, image_size)
-        if problem is None:
-            return LoadedWeights(weights, sha256, weights_format, model_bytes, engine, cached)
-        # Unchecked, a damaged file would fail every task of this run and of every later one.
-        print(
-            f"featurize: the cached model {cached} is unusable ({problem}); "
-            "converting the weights again and replacing it",
-            file=sys.stderr,
-        )
-
-    model = build_keras_backbone(image_size)
-    load_weights_file(model, data, weights_format, weights)
-    model_bytes = serialise_model(model, engine)
-    if cached:
-        storage.write(cached, model_bytes)
-    return LoadedWeights(weights, sha256, weights_format, model_bytes, engine, "weights")
-
-
-WEIGHTS_HINT = (
-    "pass --weights with the URI of MobileNetV2 no-top weights (a Keras .weights.h5 file, or "
-    "Keras' legacy .h5 such as mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5)"
-)
-
-
-def read_weights(weights: str, storage: Storage) -> bytes:
-    if not storage.exists(weights):  # else a FileNotFoundException deep in a Py4JJavaError
-        raise SystemExit(f"featurize: --weights {weights}: no such file; {WEIGHTS_HINT}")
-    return storage.read(weights)
-
-
-def keras_weights_format(data: bytes, weights: str) -> str:
-    """KERAS3_WEIGHTS or LEGACY_WEIGHTS, from the file's content (its name may say either)."""
-    import h5py
-
-    try:
-        with h5py.File(io.BytesIO(data), "r") as h5:
-            holder = h5.get("model_weights", h5)  # a legacy whole-model file holds them there
-            if any(name.startswith("layer_names") for name in holder.attrs):
-                return LEGACY_WEIGHTS
-            if "layers" in h5 and "vars" in h5:
-                return KERAS3_WEIGHTS
-    except OSError as error:  # not HDF5 at all
-        raise SystemExit(f"featurize: --weights {weights} is not an HDF5 file ({error})") from None
-    raise SystemExit(f"featurize: --weights {weights} is HDF5 but no Keras weights file")
-
-
-def load_weights_file(model, data: bytes, weights_format: str, weights: str) -> None:
-    with tempfile.TemporaryDirectory() as scratch:
-        local = os.path.join(scratch, LOADER_FILE_NAMES[weights_format])
-        with open(local, "wb") as handle:
-            handle.write(data)
-        try:
-            model.load_weights(local)
-        except ValueError as error:  # another architecture, alpha or head
-            raise SystemExit(
-                f"featurize: --weights {weights} ({weights_format}) does not fit MobileNetV2 "
-                f"alpha=1.0 without its top: {error}"
-            ) from None
-
-
-def tflite_model_problem(model_bytes: bytes, image_size: int) -> str | None:
-    """Why the workers could not load this flatbuffer (a truncated write, say), or None."""
-    try:
-        TFLiteBackbone(model_bytes, image_size)  # as each worker builds it
-    except (ValueError, RuntimeError) as error:  # unparsable / parsed but not runnable
-        return str(error)
-    return None
-
-
-def model_cache_uri(model_cache: str | None, weights_sha256: str, image_size: int) -> str | None:
-    if not model_cache:
-        return None
-    name = f"mobilenet_v2-{weights_sha256[:16]}-{image_size}px-tf{tensorflow_version()}.tflite"
-    return model_cache.rstrip("/") + "/" + name
-
-
-def tensorflow_version() -> str:
-    """Without importing TensorFlow (3 s): a cached model must not pay for it."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    for distribution in ("tensorflow-cpu", "tensorflow"):
-        try:
-            return version(distribution)
-        except PackageNotFoundError:
-            continue
-    return "unknown"
-
-
-def _keras_imagenet_backbone(image_size: int):
-    try:
-        return build_keras_backbone(image_size, weights="imagenet")
-    except Exception as error:
-        raise SystemExit(
-            "featurize: could not load Keras' ImageNet weights for MobileNetV2 "
-            f"({type(error).__name__}: {error}). Without internet access, pass "
-            "--weights with the URI of a pinned weights file (.weights.h5 or legacy .h5)."
-        ) from error
-
-
-def _keras_cache_sha256(model) -> str:
-    cache = os.path.join(os.path.expanduser("~"), ".keras", "models")
-    name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{model.input_shape[1]}_no_top.h5"
-    path = os.path.join(cache, name)
-    if not os.path.exists(path):
-        return "unknown (keras cache file not found)"
-    with open(path, "rb") as handle:
-        return hashlib.sha256(handle.read()).hexdigest()
-
-
-def serialise_model(model, engine: str) -> bytes:
-    if engine == "tflite":
-        import tensorflow as tf
-
-        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    if engine == "keras":
-        import pickle
-
-        return pickle.dumps([w.astype(np.float32) for w in model.get_weights()])
-    raise ValueError(f"unknown engine {engine!r}")
-
-
-class TFLiteBackbone:
-    """The broadcast TFLite flatbuffer under LiteRT/XNNPACK, one thread, one image per call.
-
-    Measured on our CPU, one image per invocation is the fastest (209 images/s against 155 for
-    batches of 16): a single image's activations stay in cache.
-    """
-
-    micro_batch = 1  # images decoded before each call of predict
-
-    def __init__(self, model_bytes: bytes, image_size: int):
-        # LiteRT (TensorFlow Lite's runtime) imports in 0.1 s without TensorFlow.
-        from ai_edge_litert.interpreter import Interpreter
-
-        self._interpreter = Interpreter(model_content=model_bytes, num_threads=1)
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        self._output = self._interpreter.get_output_details()[0]["index"]
-        self._interpreter.resize_tensor_input(self._input, [1, image_size, image_size, 3])
-        self._interpreter.allocate_tensors()
-
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """(n, size, size, 3) float32 -> (n, 1280) float32."""
-        features = np.empty((len(images), FEATURE_SIZE), np.float32)
-        for row, image in enumerate(images):
-            self._interpreter.set_tensor(self._input, image[np.newaxis])
-            self._interpreter.invoke()
-            features[row] = self._interpreter.get_tensor(self._output)[0]
-        return features
-
-
-class KerasBackbone:
-    """MobileNetV2 rebuilt from the broadcast weight arrays, run in micro-batches."""
-
-    micro_batch = KERAS_MICRO_BATCH
-
-    def __init__(self, model_bytes: bytes, image_size: int):
-        import pickle
-
-        import tensorflow as tf
-
-        # Spark already runs one task per core: TensorFlow using every core in every worker
-        # only adds contention.
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-        model = build_keras_backbone(image_size)
-        model.set_weights(pickle.loads(model_bytes))  # noqa: S301 (our own broadcast)
-        self._model = tf.function(lambda x: model(x, training=False))
-
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        chunks = [
-            np.asarray(self._model(images[start : start + KERAS_MICRO_BATCH]), np.float32)
-            for start in range(0, len(images), KERAS_MICRO_BATCH)
-        ]
-        return np.concatenate(chunks) if chunks else np.zeros((0, FEATURE_SIZE), np.float32)
-
-
-def make_backbone(model_bytes: bytes, engine: str, image_size: int):
-    _keep_freed_memory_in_the_heap()
-    if engine == "tflite":
-        return TFLiteBackbone(model_bytes, image_size)
-    return KerasBackbone(model_bytes, image_size)
-
-
-def _keep_freed_memory_in_the_heap() -> None:
-    """Stop glibc from returning memory to the kernel after every batch.
-
-    Each image allocates and frees a few 600 KB arrays; by default glibc trims the heap (brk)
-    after such frees and the kernel must zero fresh pages on the next batch: in Spark's workers
-    that was half of all CPU time spent in the kernel.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc: nothing to tune
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_trim_threshold, 512 * 2**20)
-    libc.mallopt(m_mmap_threshold, 64 * 2**20)
 
 
 # One Backbone per Python worker process: Spark reuses workers across tasks, so the model is
@@ -534,22 +187,6 @@ def feature_column(features: np.ndarray, rows: list[int], length: int) -> pa.Lis
         pa.array(features.reshape(-1), pa.float32()),
         mask=pa.array(sizes == 0),
     )
-
-
-# ISO media brands of HEIF photos (iPhones save HEIC): Pillow has no decoder for them.
-HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1"}
-
-
-def describe_error(error: Exception, content: bytes = b"") -> str:
-    """A short reason for the quarantine, the same on every run (no object addresses)."""
-    from PIL import UnidentifiedImageError
-
-    if isinstance(error, UnidentifiedImageError):
-        if content[4:8] == b"ftyp" and content[8:12] in HEIF_BRANDS:
-            return "UnidentifiedImageError: a HEIC/HEIF photo, not supported: convert it to JPEG"
-        return "UnidentifiedImageError: not a supported image (" + ", ".join(IMAGE_FORMATS) + ")"
-    message = re.sub(r" at 0x[0-9a-fA-F]+", "", str(error))
-    return f"{type(error).__name__}: {message}"[:500]
 
 
 # --------------------------------------------------------------------------------------------
@@ -884,6 +521,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     spark = SparkSession.builder.appName("fruits-featurize").getOrCreate()
     configure_for_images(spark)
+    jobio.ship_to_workers(spark, backbone, decoding)  # what the workers' code calls
 
     input_uri = jobio.qualify(args.input)
     listed = list_images(spark, input_uri)

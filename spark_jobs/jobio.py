@@ -12,8 +12,8 @@ import json
 import os
 import re
 import tempfile
-import time
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Any
 
 from py4j.protocol import Py4JJavaError
@@ -192,8 +192,19 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
-@contextmanager
-def stopwatch():
-    """`with stopwatch() as elapsed: ...; elapsed()` gives seconds since the block started."""
-    start = time.monotonic()
-    yield lambda: round(time.monotonic() - start, 3)
+def require_complete(spark: SparkSession, folder: str, marker: str, job: str) -> None:
+    """Each job writes its marker last: a folder without it is what a failed run left."""
+    if not exists(spark, join(folder, marker)):
+        raise SystemExit(
+            f"{job}: {folder} is incomplete (no {marker}, which the job that writes it adds "
+            "last): re-run that job, or the night"
+        )
+
+
+def ship_to_workers(spark: SparkSession, *modules: ModuleType) -> None:
+    """The workers import these modules (a pickled function refers to them by name): send each
+    one the driver read from a plain file, as when `spark-submit spark_jobs/<job>.py` runs from a
+    checkout. One read from the library archive on --py-files is on the workers' path already."""
+    for module in modules:
+        if module.__file__ and os.path.isfile(module.__file__):
+            spark.sparkContext.addPyFile(module.__file__)

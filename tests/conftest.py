@@ -79,11 +79,11 @@ def random_weights(tmp_path_factory) -> Path:
     """MobileNetV2 weights for 32x32 inputs from a fixed seed: fast runs of the real code path."""
     import keras
 
-    import featurize
+    import backbone
 
     keras.utils.set_random_seed(7)
     path = tmp_path_factory.mktemp("weights") / "random.weights.h5"
-    featurize.build_keras_backbone(32).save_weights(path)
+    backbone.build_keras_backbone(32).save_weights(path)
     return path
 
 

@@ -32,6 +32,19 @@ OUTPUT_FILES = {  # what each job writes under its --output (and --quarantine)
 }
 
 
+# What the jobs write in their completion markers, as far as the DAG reads them (its night facts).
+MARKERS = {
+    "_manifest.json": {"counts": {"read": 3, "featurized": 2, "quarantined": 1}},
+    "report.json": {
+        "k": 7,
+        "explained_variance_at_k": 0.951,
+        "rows": {"fitted": 4, "projected": 5},
+        "nights": ["2026-11-24", "2026-11-25"],
+    },
+    "metrics.json": {"accuracy": 0.75, "macro_f1": 0.7},
+}
+
+
 def expected_export() -> set[str]:
     """The objects a successful run exports, relative to its blob folder."""
     names = {f"{job}/{name}" for job, files in OUTPUT_FILES.items() for name in files}
@@ -48,7 +61,7 @@ def write_outputs(s3, job: str, arguments: list[str]) -> None:
             for old in s3.list_objects_v2(Bucket=bucket, Prefix=key + "/").get("Contents", []):
                 s3.delete_object(Bucket=bucket, Key=old["Key"])
             for name in OUTPUT_FILES[job] if flag == "--output" else ["part-0.parquet"]:
-                body = json.dumps({"job": job, "file": name}).encode()
+                body = json.dumps(MARKERS.get(name, {"job": job, "file": name})).encode()
                 s3.put_object(Bucket=bucket, Key=f"{key}/{name}", Body=body)
 
 

@@ -22,7 +22,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from airflow_services import AirflowServices, Run, airflow_standalone, port_is_free
-from fruits.lake import attempt_name
+from fruits.export import attempt_name
 from lake_checks import (
     land_photos,
     latest_published,

@@ -12,14 +12,14 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from fake_cloud import RUN_DATE, SECRET_KEY, expected_export, published, seeded_cloud, write_outputs
 from fake_databricks import FakeDatabricks, check_job_settings
-from fruits import databricks, emr
-from fruits import lake as fruits_lake
+from fruits import code_bundle, databricks, emr
 from fruits.config import Deployment, RunConfig
 from fruits.spark_steps import pipeline_jobs
 from localdev import lake
@@ -64,7 +64,7 @@ def test_the_job_is_a_valid_jobs_api_request_running_the_emr_steps_arguments():
         assert python_task["python_file"] == step[step.index("--py-files") + 2]
         assert python_task["parameters"] == step[step.index("--py-files") + 3 :]
         libraries = task["libraries"]
-        assert {"whl": f"{CODE}/{fruits_lake.JOBIO_WHEEL}"} in libraries
+        assert {"whl": f"{CODE}/{code_bundle.LIBRARY_WHEEL}"} in libraries
         pins = {lib["pypi"]["package"] for lib in libraries if "pypi" in lib}
         assert pins == set(databricks.requirement_pins(REQUIREMENTS))
         assert "tensorflow-cpu==2.21.0" in pins and not any(p.startswith("pyspark") for p in pins)
@@ -134,15 +134,15 @@ def bundle_built_at(when: float, folder: Path, monkeypatch) -> dict[str, bytes]:
         )
         clock.setattr(time, "gmtime", lambda secs=None: gmtime(when if secs is None else secs))
         clock.setenv("SOURCE_DATE_EPOCH", str(int(when)))
-        return fruits_lake.bundle_files(folder)
+        return code_bundle.bundle_files(folder)
 
 
 def test_the_bundle_ships_jobio_as_an_installable_reproducible_wheel(tmp_path, monkeypatch):
     # Built years apart (zip times have a 2 s resolution): the same bytes, so the same hash.
     files = bundle_built_at(1_700_000_000, tmp_path / "then", monkeypatch)
     assert bundle_built_at(1_800_000_007, tmp_path / "later", monkeypatch) == files
-    wheel = tmp_path / Path(fruits_lake.JOBIO_WHEEL).name
-    wheel.write_bytes(files[fruits_lake.JOBIO_WHEEL])
+    wheel = tmp_path / Path(code_bundle.LIBRARY_WHEEL).name
+    wheel.write_bytes(files[code_bundle.LIBRARY_WHEEL])
     assert zipfile.ZipFile(wheel).testzip() is None
     target = tmp_path / "site"
     subprocess.run(
@@ -189,10 +189,12 @@ def test_a_successful_run_publishes_to_azure(pipeline_dag, cloud, monkeypatch):
         dag_run, states = run_dag(pipeline_dag, stub, monkeypatch)
         assert dag_run.state == "success", states
         assert workspace.ran == ["featurize", "pca", "classify"]
-        assert states["run_on_databricks"] == "success"
-        assert states["release_databricks_run"] == "success"
+        assert states["databricks.run_on_databricks"] == "success"
+        assert states["databricks.release_databricks_run"] == "success"
         assert stub.cancelled == []  # the run ended by itself: its job cluster is gone with it
-        assert states["create_emr_cluster"] == states["run_featurize_locally"] == "skipped"
+        assert (
+            states["emr.create_emr_cluster"] == states["local.run_featurize_locally"] == "skipped"
+        )
         (run,) = stub.runs.values()
         assert (run.life_cycle_state, run.result_state) == ("TERMINATED", "SUCCESS")
         assert ("POST", "/api/2.2/jobs/create") in stub.calls
@@ -216,9 +218,9 @@ def test_a_failing_task_fails_the_run_with_its_error(
         dag_run, states = run_dag(pipeline_dag, stub, monkeypatch)
         assert dag_run.state == "failed", states
         assert workspace.ran == ["featurize", "pca"]
-        assert states["run_on_databricks"] == "failed"
-        assert states["copy_to_azure"] == "upstream_failed"
-        assert states["release_databricks_run"] == "success"
+        assert states["databricks.run_on_databricks"] == "failed"
+        assert states["publish.copy_to_azure"] == "upstream_failed"
+        assert states["databricks.release_databricks_run"] == "success"
         (run,) = stub.runs.values()
         assert run.task_states["classify"]["result_state"] == "UPSTREAM_FAILED"
     captured = capfd.readouterr()
@@ -255,7 +257,9 @@ def test_the_teardown_cancels_a_run_airflow_stopped_watching(pipeline_dag, cloud
         )["run_id"]
         ti = TaskInstance({(run_now.task_id, XCOM_RUN_ID_KEY): run_id})
 
-        release = fruits_pipeline.release_databricks_run.function
+        # Called as the DAG calls it: with the arguments its task was given.
+        arguments = pipeline_dag.get_task("databricks.release_databricks_run").op_args
+        release = partial(fruits_pipeline.release_databricks_run.function, *arguments)
         assert "cancelled" in release(ti=ti)
         assert stub.cancelled == [run_id]
         assert "already ended" in release(ti=ti)
@@ -275,4 +279,4 @@ def test_a_missing_databricks_connection_fails_before_anything_is_created(
     states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
     assert dag_run.state == "failed"
     assert states["resolve_config"] == "failed"
-    assert states["define_databricks_job"] == "upstream_failed"
+    assert states["databricks.define_databricks_job"] == "upstream_failed"

@@ -177,7 +177,7 @@ def test_a_create_that_fails_after_run_job_flow_reuses_its_cluster(pipeline_dag,
     dag_run, states, tries, new, _ = run(pipeline_dag, aws)
 
     assert dag_run.state == "success", states
-    assert tries["create_emr_cluster"] == 2
+    assert tries["emr.create_emr_cluster"] == 2
     assert [c["Status"]["State"] for c in new] == ["TERMINATED"]  # one cluster, ended
 
 
@@ -188,7 +188,7 @@ def test_a_throttled_describe_step_is_retried_without_adding_steps(pipeline_dag,
     dag_run, states, tries, new, fake_emr = run(pipeline_dag, aws)
 
     assert dag_run.state == "success", states
-    assert tries["watch_featurize_step"] == 2
+    assert tries["emr.watch_featurize_step"] == 2
     assert fake_emr.ran == ["featurize", "pca", "classify"]
     (cluster,) = new
     emr = client("emr", aws["endpoints"].s3_url, aws["admin"])
@@ -204,7 +204,7 @@ def test_a_run_job_flow_retried_by_botocore_keeps_one_cluster(pipeline_dag, aws)
     dag_run, states, tries, new, _ = run(pipeline_dag, aws)
 
     assert dag_run.state == "success", states
-    assert tries["create_emr_cluster"] == 1  # botocore's retry, within the try
+    assert tries["emr.create_emr_cluster"] == 1  # botocore's retry, within the try
     emr = client("emr", aws["endpoints"].s3_url, aws["admin"])
     steps = {c["Id"]: emr.list_steps(ClusterId=c["Id"])["Steps"] for c in new}
     (used,) = [cluster_id for cluster_id, listed in steps.items() if listed]

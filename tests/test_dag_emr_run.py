@@ -31,7 +31,7 @@ from fake_cloud import (
 from flaky_proxy import FlakyProxy
 from fruits import iam
 from localdev import lake
-from localdev.emulators import free_port
+from localdev.emulators import REGION, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -48,8 +48,10 @@ def test_a_successful_run_publishes_to_azure_and_terminates_the_cluster(pipeline
 
     assert dag_run.state == "success", states
     assert fake_emr.ran == ["featurize", "pca", "classify"]
-    assert {states[f"run_{n}_locally"] for n in ("featurize", "pca", "classify")} == {"skipped"}
-    assert states["terminate_emr_cluster"] == "success"
+    assert {states[f"local.run_{n}_locally"] for n in ("featurize", "pca", "classify")} == {
+        "skipped"
+    }
+    assert states["emr.terminate_emr_cluster"] == "success"
     assert [c["Status"]["State"] for c in clusters(endpoints.s3_url)] == ["TERMINATED"]
 
     latest, copied = published(endpoints)
@@ -65,6 +67,32 @@ def test_a_successful_run_publishes_to_azure_and_terminates_the_cluster(pipeline
     assert events["fruits_features_s3"]["pca"] == f"s3://{lake.LAKE_BUCKET}/runs/{night}/pca/"
     azure = events["fruits_features_azure"]
     assert (azure["container"], azure["prefix"]) == (lake.CONTAINER, latest["prefix"])
+    # ...and the night's figures, from the jobs' own manifest, report and metrics.
+    for extra in events.values():
+        assert {k: extra[k] for k in ("photos_new", "photos_quarantined", "photos_total")} == {
+            "photos_new": 3,
+            "photos_quarantined": 1,
+            "photos_total": 5,
+        }
+        assert (extra["pca_k"], extra["explained_variance"], extra["accuracy"]) == (7, 0.951, 0.75)
+        assert extra["platform"] == "emr" and extra["duration_s"] >= 0
+        cluster = emr_cluster(endpoints, extra["emr_cluster_id"])
+        hours = cluster["NormalizedInstanceHours"]  # as EMR counts them (moto: 0)
+        assert extra["emr_normalized_instance_hours"] == hours
+        assert extra["emr_cost_estimate_usd"] == round(hours * 0.0328, 2)
+
+
+def emr_cluster(endpoints, cluster_id: str) -> dict:
+    import boto3
+
+    emr = boto3.client(
+        "emr",
+        endpoint_url=endpoints.s3_url,
+        region_name=REGION,
+        aws_access_key_id=SECRET_KEY_ID,
+        aws_secret_access_key=SECRET_KEY,
+    )
+    return emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
 
 
 def asset_events(run_id: str) -> dict[str, dict]:
@@ -101,7 +129,7 @@ def new_clusters(endpoints, before: set[str]) -> list[str]:
 
 @pytest.mark.parametrize(("failing", "next_step"), [("featurize", "pca"), ("pca", "classify")])
 def test_a_failing_step_fails_the_run_and_still_terminates_the_cluster(
-    pipeline_dag, cloud, capfd, failing, next_step
+    pipeline_dag, cloud, capfd, caplog, failing, next_step
 ):
     endpoints, s3 = cloud
     before = {c["Id"] for c in clusters(endpoints.s3_url)}
@@ -110,12 +138,12 @@ def test_a_failing_step_fails_the_run_and_still_terminates_the_cluster(
     task_log = "".join(capfd.readouterr())
 
     assert dag_run.state == "failed", states
-    assert states[f"watch_{failing}_step"] == "failed"
+    assert states[f"emr.watch_{failing}_step"] == "failed"
     tries = {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}
-    assert tries[f"watch_{failing}_step"] == 1  # a failed step is final: not retried
-    assert states[f"add_{next_step}_step"] == "upstream_failed"
-    assert states["copy_to_azure"] == "upstream_failed"
-    assert states["terminate_emr_cluster"] == "success"
+    assert tries[f"emr.watch_{failing}_step"] == 1  # a failed step is final: not retried
+    assert states[f"emr.add_{next_step}_step"] == "upstream_failed"
+    assert states["publish.copy_to_azure"] == "upstream_failed"
+    assert states["emr.terminate_emr_cluster"] == "success"
     assert new_clusters(endpoints, before) == ["TERMINATED"]
     assert next_step not in fake_emr.ran
     # EMR's reason and the step's log file in the task log; the file under the README's
@@ -123,6 +151,10 @@ def test_a_failing_step_fails_the_run_and_still_terminates_the_cluster(
     (failure,) = fake_emr.failures
     assert failure.get("LogFile", "").startswith(f"s3://{lake.LAKE_BUCKET}/emr-logs/j-"), failure
     assert failure["Reason"] in task_log and failure["LogFile"] in task_log
+    # The failure callback names the task and its log.
+    said = caplog.text
+    assert f"task emr.watch_{failing}_step failed after 1 tries" in said
+    assert f"/tasks/emr.watch_{failing}_step?try_number=1" in said
 
 
 def test_a_sensor_timeout_fails_the_run_and_still_terminates_the_cluster(
@@ -130,16 +162,16 @@ def test_a_sensor_timeout_fails_the_run_and_still_terminates_the_cluster(
 ):
     """The featurize step never ends: its sensor gives up after its attempts, the run fails."""
     endpoints, s3 = cloud
-    sensor = pipeline_dag.get_task("watch_featurize_step")
+    sensor = pipeline_dag.get_task("emr.watch_featurize_step")
     monkeypatch.setattr(sensor, "max_attempts", 3)
     monkeypatch.setattr(sensor, "timeout", 3)
     before = {c["Id"] for c in clusters(endpoints.s3_url)}
     dag_run, states, fake_emr = run_dag(pipeline_dag, s3, hanging_step="featurize")
 
     assert dag_run.state == "failed", states
-    assert states["watch_featurize_step"] == "failed"
-    assert states["add_pca_step"] == "upstream_failed"
-    assert states["terminate_emr_cluster"] == "success"
+    assert states["emr.watch_featurize_step"] == "failed"
+    assert states["emr.add_pca_step"] == "upstream_failed"
+    assert states["emr.terminate_emr_cluster"] == "success"
     assert new_clusters(endpoints, before) == ["TERMINATED"]
     assert fake_emr.ran == []
 
@@ -159,14 +191,14 @@ def test_a_failing_copy_to_azure_fails_the_run_and_keeps_the_published_copy(
     monkeypatch.setenv(
         "AIRFLOW_CONN_FRUITS_WASB", json.dumps({"conn_type": "wasb", "extra": extra})
     )
-    monkeypatch.setattr(pipeline_dag.get_task("copy_to_azure"), "retries", 0)
+    monkeypatch.setattr(pipeline_dag.get_task("publish.copy_to_azure"), "retries", 0)
     before = {c["Id"] for c in clusters(endpoints.s3_url)}
     dag_run, states, _ = run_dag(pipeline_dag, s3)
 
     assert dag_run.state == "failed", states
-    assert states["copy_to_azure"] == "failed"
-    assert states["verify_and_publish"] == "upstream_failed"
-    assert states["terminate_emr_cluster"] == "success"
+    assert states["publish.copy_to_azure"] == "failed"
+    assert states["publish.verify_and_publish"] == "upstream_failed"
+    assert states["emr.terminate_emr_cluster"] == "success"
     assert new_clusters(endpoints, before) == ["TERMINATED"]
     assert published(endpoints)[0] == latest_before  # readers still see the last verified copy
 
@@ -187,8 +219,8 @@ def test_transient_s3_errors_are_retried(pipeline_dag, cloud, monkeypatch):
     assert dag_run.state == "success", states
     assert len(proxy.injected) == 5, proxy.injected
     tries = {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}
-    assert tries["check_weights"] == 2  # its first try met three 503s in a row
-    assert tries["copy_to_azure"] == 1  # two 503s, retried by botocore within the try
+    assert tries["setup.check_weights"] == 2  # its first try met three 503s in a row
+    assert tries["publish.copy_to_azure"] == 1  # two 503s, retried by botocore within the try
     latest, copied = published(endpoints)
     assert copied == expected_export() | {"_EXPORT_MANIFEST.json"}
 
@@ -285,12 +317,12 @@ def test_the_copy_is_verified_blob_by_blob(cloud):
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 
-    from fruits import lake as fruits_lake
+    from fruits import export
 
     endpoints, s3 = cloud
     s3_hook, wasb = S3Hook(aws_conn_id="fruits_aws"), WasbHook(wasb_conn_id="fruits_wasb")
-    target = fruits_lake.ExportTarget(lake.CONTAINER, "fruits/2026-11-30", "attempt1")
-    sources = fruits_lake.ExportSources(
+    target = export.ExportTarget(lake.CONTAINER, "fruits/2026-11-30", "attempt1")
+    sources = export.ExportSources(
         lake.LAKE_BUCKET,
         {
             "features": "features/ingest_date=2026-11-30",
@@ -308,7 +340,7 @@ def test_the_copy_is_verified_blob_by_blob(cloud):
         wasb.load_string(
             body.decode(), lake.CONTAINER, f"{target.blob_prefix}/{blob}", create_container=True
         )
-    verify = lambda: fruits_lake.verify_and_publish(  # noqa: E731
+    verify = lambda: export.verify_and_publish(  # noqa: E731
         s3_hook, wasb, sources, target, "attempt1"
     )
     assert verify()["objects"] == 3
@@ -320,14 +352,14 @@ def test_the_copy_is_verified_blob_by_blob(cloud):
         corrupted.decode(), lake.CONTAINER, f"{target.blob_prefix}/pca/report.json", overwrite=True
     )
     md5 = [hashlib.md5(body, usedforsecurity=False).hexdigest() for body in (report, corrupted)]
-    with pytest.raises(fruits_lake.ExportMismatch) as mismatch:
+    with pytest.raises(export.ExportMismatch) as mismatch:
         verify()
     assert f"content differs: pca/report.json (MD5 {md5[0]} vs {md5[1]})" in str(mismatch.value)
     wasb.load_string("{}", lake.CONTAINER, f"{target.blob_prefix}/pca/report.json", overwrite=True)
-    with pytest.raises(fruits_lake.ExportMismatch, match="size differs: pca/report.json"):
+    with pytest.raises(export.ExportMismatch, match="size differs: pca/report.json"):
         verify()
     wasb.delete_file(lake.CONTAINER, f"{target.blob_prefix}/classify/metrics.json")
-    with pytest.raises(fruits_lake.ExportMismatch, match="missing in Azure: classify/metrics.json"):
+    with pytest.raises(export.ExportMismatch, match="missing in Azure: classify/metrics.json"):
         verify()
 
 

@@ -15,68 +15,92 @@ VARIABLE = lake.fruits_config("s3://fruits-lake/models/mobilenet.weights.h5", "e
 UPSTREAM = {  # task -> the tasks it waits for: the pipeline's order, exactly
     "resolve_config": set(),
     "find_new_photos": {"resolve_config"},
-    "upload_spark_jobs": {"resolve_config", "find_new_photos"},
-    "check_weights": {"resolve_config", "find_new_photos"},
-    "plan_spark_jobs": {"resolve_config", "find_new_photos"},
-    "clear_night_outputs": {"resolve_config", "find_new_photos"},
+    "setup.upload_spark_jobs": {"resolve_config", "find_new_photos"},
+    "setup.check_weights": {"resolve_config", "find_new_photos"},
+    "setup.plan_spark_jobs": {"resolve_config", "find_new_photos"},
+    "setup.clear_night_outputs": {"resolve_config", "find_new_photos"},
     "choose_platform": {
         "resolve_config",
-        "upload_spark_jobs",
-        "check_weights",
-        "plan_spark_jobs",
-        "clear_night_outputs",
+        "setup.upload_spark_jobs",
+        "setup.check_weights",
+        "setup.plan_spark_jobs",
+        "setup.clear_night_outputs",
     },
-    "emr_job_flow": {"choose_platform", "resolve_config", "upload_spark_jobs"},
-    "create_emr_cluster": {"emr_job_flow", "resolve_config"},
-    "emr_steps": {"create_emr_cluster", "plan_spark_jobs", "upload_spark_jobs"},
+    "emr.emr_job_flow": {"choose_platform", "resolve_config", "setup.upload_spark_jobs"},
+    "emr.create_emr_cluster": {"emr.emr_job_flow", "resolve_config"},
+    "emr.emr_steps": {"emr.create_emr_cluster", "setup.plan_spark_jobs", "setup.upload_spark_jobs"},
     # Every AWS task gets the region from resolve_config.
-    "add_featurize_step": {"create_emr_cluster", "emr_steps", "resolve_config"},
-    "watch_featurize_step": {"add_featurize_step", "create_emr_cluster", "resolve_config"},
-    "add_pca_step": {"create_emr_cluster", "emr_steps", "watch_featurize_step", "resolve_config"},
-    "watch_pca_step": {"add_pca_step", "create_emr_cluster", "resolve_config"},
-    "add_classify_step": {"create_emr_cluster", "emr_steps", "watch_pca_step", "resolve_config"},
-    "watch_classify_step": {"add_classify_step", "create_emr_cluster", "resolve_config"},
-    "terminate_emr_cluster": {
-        "emr_job_flow",
-        "create_emr_cluster",
-        "watch_classify_step",
+    "emr.add_featurize_step": {"emr.create_emr_cluster", "emr.emr_steps", "resolve_config"},
+    "emr.watch_featurize_step": {
+        "emr.add_featurize_step",
+        "emr.create_emr_cluster",
         "resolve_config",
     },
-    "run_featurize_locally": {
+    "emr.add_pca_step": {
+        "emr.create_emr_cluster",
+        "emr.emr_steps",
+        "emr.watch_featurize_step",
+        "resolve_config",
+    },
+    "emr.watch_pca_step": {"emr.add_pca_step", "emr.create_emr_cluster", "resolve_config"},
+    "emr.add_classify_step": {
+        "emr.create_emr_cluster",
+        "emr.emr_steps",
+        "emr.watch_pca_step",
+        "resolve_config",
+    },
+    "emr.watch_classify_step": {
+        "emr.add_classify_step",
+        "emr.create_emr_cluster",
+        "resolve_config",
+    },
+    "emr.terminate_emr_cluster": {
+        "emr.emr_job_flow",
+        "emr.create_emr_cluster",
+        "emr.watch_classify_step",
+        "resolve_config",
+    },
+    "local.run_featurize_locally": {
         "choose_platform",
-        "plan_spark_jobs",
-        "upload_spark_jobs",
+        "setup.plan_spark_jobs",
+        "setup.upload_spark_jobs",
         "resolve_config",
     },
-    "run_pca_locally": {
-        "run_featurize_locally",
-        "plan_spark_jobs",
-        "upload_spark_jobs",
+    "local.run_pca_locally": {
+        "local.run_featurize_locally",
+        "setup.plan_spark_jobs",
+        "setup.upload_spark_jobs",
         "resolve_config",
     },
-    "run_classify_locally": {
-        "run_pca_locally",
-        "plan_spark_jobs",
-        "upload_spark_jobs",
+    "local.run_classify_locally": {
+        "local.run_pca_locally",
+        "setup.plan_spark_jobs",
+        "setup.upload_spark_jobs",
         "resolve_config",
     },
-    "databricks_job_settings": {
+    "databricks.databricks_job_settings": {
         "choose_platform",
         "resolve_config",
-        "plan_spark_jobs",
-        "upload_spark_jobs",
+        "setup.plan_spark_jobs",
+        "setup.upload_spark_jobs",
     },
-    "define_databricks_job": {"databricks_job_settings"},
-    "run_on_databricks": {"define_databricks_job", "databricks_job_settings"},
-    "release_databricks_run": {"run_on_databricks", "define_databricks_job"},
-    "plan_export": {"resolve_config", "find_new_photos"},
-    "copy_to_azure": {
-        "plan_export",
-        "watch_classify_step",
-        "run_classify_locally",
-        "run_on_databricks",
+    "databricks.define_databricks_job": {"databricks.databricks_job_settings"},
+    "databricks.run_on_databricks": {
+        "databricks.define_databricks_job",
+        "databricks.databricks_job_settings",
     },
-    "verify_and_publish": {"copy_to_azure", "resolve_config"},
+    "databricks.release_databricks_run": {
+        "databricks.run_on_databricks",
+        "databricks.define_databricks_job",
+    },
+    "publish.plan_export": {  # after whichever platform ran (not after the EMR teardown)
+        "resolve_config",
+        "emr.watch_classify_step",
+        "local.run_classify_locally",
+        "databricks.run_on_databricks",
+    },
+    "publish.copy_to_azure": {"publish.plan_export"},
+    "publish.verify_and_publish": {"publish.copy_to_azure", "resolve_config"},
 }
 
 
@@ -88,15 +112,44 @@ def test_the_tasks_run_in_the_pipeline_order(pipeline_dag):
     assert {t.task_id: set(t.upstream_task_ids) for t in pipeline_dag.tasks} == UPSTREAM
 
 
+def test_the_grid_reads_setup_then_one_group_per_platform_then_publish(pipeline_dag):
+    # The graph's order of the top level (the api-server's topological sort; the grid lists
+    # siblings with no order between them, the three platforms, alphabetically).
+    top_level = [node.node_id for node in pipeline_dag.task_group.topological_sort()]
+    assert top_level == [
+        "resolve_config",
+        "find_new_photos",
+        "setup",
+        "choose_platform",
+        "emr",
+        "local",
+        "databricks",
+        "publish",
+    ]
+    groups = pipeline_dag.task_group.children
+    for name in ("setup", "emr", "local", "databricks", "publish"):
+        assert all(t.startswith(f"{name}.") for t in groups[name].children), name
+    # The branch picks a group, by the group's own id: no task name is spelt out twice.
+    branch = pipeline_dag.get_task("choose_platform")
+    assert branch.op_args[1] == {p: p for p in ("emr", "local", "databricks")}
+    assert {t.task_id for t in branch.downstream_list} == {
+        "emr.emr_job_flow",
+        "local.run_featurize_locally",
+        "databricks.databricks_job_settings",
+    }
+
+
 def test_the_clusters_are_always_released_by_a_teardown(pipeline_dag):
-    terminate = pipeline_dag.get_task("terminate_emr_cluster")
+    terminate = pipeline_dag.get_task("emr.terminate_emr_cluster")
     assert terminate.is_teardown
     # The job flow is a setup too: the teardown runs even when every try of the create failed.
     setups = {s.task_id for s in terminate.upstream_list if s.is_setup}
-    assert setups == {"emr_job_flow", "create_emr_cluster"}
-    release = pipeline_dag.get_task("release_databricks_run")
+    assert setups == {"emr.emr_job_flow", "emr.create_emr_cluster"}
+    release = pipeline_dag.get_task("databricks.release_databricks_run")
     assert release.is_teardown
-    assert {s.task_id for s in release.upstream_list if s.is_setup} == {"define_databricks_job"}
+    assert {s.task_id for s in release.upstream_list if s.is_setup} == {
+        "databricks.define_databricks_job"
+    }
 
 
 def test_schedule_defaults_and_form(pipeline_dag):
@@ -111,7 +164,7 @@ def test_schedule_defaults_and_form(pipeline_dag):
         "pca_k",
         "platform",
     }
-    add_steps = [t for t in pipeline_dag.tasks if t.task_id.startswith("add_")]
+    add_steps = [t for t in pipeline_dag.tasks if t.task_id.startswith("emr.add_")]
     assert add_steps and all(t.retries == 0 for t in add_steps)
 
 
@@ -187,7 +240,7 @@ def test_the_steps_are_valid_add_job_flow_steps_requests(params):
         "--deploy-mode",
         "client",
         "--py-files",
-        "s3://fruits-lake/code/abc/jobio.py,s3://fruits-lake/code/abc/splits.py",
+        "s3://fruits-lake/code/abc/dist/fruits_jobs.zip",  # the jobs' library, one archive
     ]
     assert featurize[5] == "s3://fruits-lake/code/abc/featurize.py"
     flags = [dict(zip(args[6::2], args[7::2], strict=False)) for args in (featurize, pca, classify)]
@@ -200,3 +253,36 @@ def test_the_steps_are_valid_add_job_flow_steps_requests(params):
     assert flags[1]["--moments"] == "s3://fruits-lake/moments"
     assert ("--k" in pca) == ("pca_k" in params)
     assert flags[2]["--input"] == "s3://fruits-lake/runs/2026-11-25/pca/vectors"
+
+
+def test_the_library_archive_carries_every_module_but_the_jobs(tmp_path):
+    # A module added to spark_jobs/ reaches the cluster with no change on the Airflow side.
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    from fruits.code_bundle import bundle_files
+    from fruits.spark_steps import JOB_ORDER, LIBRARY_ZIP
+
+    spark_jobs = Path(__file__).resolve().parents[1] / "spark_jobs"
+    archive = tmp_path / "fruits_jobs.zip"
+    archive.write_bytes(bundle_files(spark_jobs)[LIBRARY_ZIP])
+    modules = {p.name for p in spark_jobs.glob("*.py")} - {f"{job}.py" for job in JOB_ORDER}
+    with zipfile.ZipFile(archive) as opened:
+        assert {n for n in opened.namelist() if n.endswith(".py")} == modules
+    # Importable from the archive alone, as Spark's --py-files puts it on a worker's path.
+    names = sorted(m[: -len(".py")] for m in modules)
+    code = (
+        f"import sys; sys.path[:0] = [{str(archive)!r}]; import {', '.join(names)}; "
+        f"print({names[0]}.__file__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(str(archive))

@@ -9,12 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from backbone import FEATURE_SIZE
+from decoding import MAX_IMAGE_PIXELS, decode_image
 from featurize import (
-    FEATURE_SIZE,
-    MAX_IMAGE_PIXELS,
     RESULT_SCHEMA,
     UnreadableImages,
-    decode_image,
     featurize_batch,
     quarantine_parquet,
     split_errors,

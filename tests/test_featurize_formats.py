@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featurize import (
+from decoding import (
     IMAGE_FORMATS,
     MAX_IMAGE_PIXELS,
     MAX_JPEG_PIXELS,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import featurize
+import backbone
 from benchmarks.keras_reference import cosine_rows, keras_features
 from spark_submit import spark_submit
 
@@ -151,7 +151,7 @@ def test_manifest_counts_and_weights_are_exact(run, pretrained_weights):
         manifest["weights"]["sha256"] == hashlib.sha256(pretrained_weights.read_bytes()).hexdigest()
     )
     assert manifest["weights"]["source"].endswith(pretrained_weights.name)
-    assert manifest["weights"]["format"] == featurize.KERAS3_WEIGHTS  # PROVENANCE.md: Keras 3's
+    assert manifest["weights"]["format"] == backbone.KERAS3_WEIGHTS  # PROVENANCE.md: Keras 3's
     assert manifest["image_size"] == 224
     assert {"spark", "tensorflow", "python"} <= set(manifest["versions"])
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import backbone
 import featurize
 
 pytestmark = pytest.mark.spark
@@ -168,7 +169,7 @@ def offline(tmp_path, monkeypatch) -> list:
 
 def test_offline_imagenet_weights_fail_loudly_without_fallback(offline, tmp_path):
     with pytest.raises(SystemExit, match="pass --weights with the URI of a pinned") as exited:
-        featurize.load_weights_on_driver("imagenet", 32, "tflite", storage=None)
+        backbone.load_weights_on_driver("imagenet", 32, "tflite", storage=None)
     assert offline, "no download was tried: the weights came from somewhere else"
     assert "URL fetch failure" in str(exited.value)  # the download's own error, named
     assert not [p for p in (tmp_path / "keras").rglob("*") if p.is_file()]  # nothing half-kept

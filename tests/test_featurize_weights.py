@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
+import backbone
 import featurize
 from benchmarks.keras_reference import cosine_rows, keras_features
 
@@ -36,7 +37,7 @@ def legacy_copy(weights: Path, target: Path) -> Path:
     """The same weights written by Keras' legacy HDF5 saver (the format of Keras' own file)."""
     from keras.src.legacy.saving import legacy_h5_format
 
-    model = featurize.build_keras_backbone(SIZE)
+    model = backbone.build_keras_backbone(SIZE)
     model.load_weights(weights)
     with h5py.File(target, "w") as h5:
         legacy_h5_format.save_weights_to_hdf5_group(h5, model)
@@ -70,7 +71,7 @@ def test_keras_legacy_weights_give_the_same_features(
 
     manifest, features = featurize_with(legacy, tmp_path / "in", tmp_path / "out")
 
-    assert manifest["weights"]["format"] == featurize.LEGACY_WEIGHTS
+    assert manifest["weights"]["format"] == backbone.LEGACY_WEIGHTS
     expected = keras_features(sorted(photos), pretrained_weights, SIZE)  # the Keras 3 file
     assert cosine_rows(features, expected).min() >= 0.9999
 
@@ -83,7 +84,7 @@ def test_the_manifest_names_the_keras3_format(spark, tmp_path, sample_dir, rando
         + ["--weights", str(renamed), "--image-size", "32"]
     )
     manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
-    assert manifest["weights"]["format"] == featurize.KERAS3_WEIGHTS
+    assert manifest["weights"]["format"] == backbone.KERAS3_WEIGHTS
 
 
 @pytest.mark.parametrize(
@@ -114,11 +115,11 @@ def test_weights_of_another_model_are_named(tmp_path):
 
     other = tmp_path / "other.weights.h5"
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save_weights(other)
-    storage = featurize.Storage(
+    storage = backbone.Storage(
         read=lambda uri: Path(uri).read_bytes(), write=None, exists=lambda uri: Path(uri).exists()
     )
     with pytest.raises(SystemExit, match=f"--weights {other} .* does not fit MobileNetV2"):
-        featurize.load_weights_on_driver(str(other), 32, "tflite", storage)
+        backbone.load_weights_on_driver(str(other), 32, "tflite", storage)
 
 
 def test_a_later_job_in_the_same_worker_uses_its_own_model(monkeypatch):

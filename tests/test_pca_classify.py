@@ -268,6 +268,17 @@ def test_folder_splits_are_kept_and_the_rest_hashed(spark):
 
 def synthetic_features(spark, path: Path, split: bool = True) -> None:
     spark.createDataFrame(synthetic_rows(NIGHTS[0], split=split), SCHEMA).write.parquet(str(path))
+    (path / "_manifest.json").write_text("{}")  # featurize's completion marker
+
+
+@pytest.mark.parametrize("pca_output", [False, True])
+def test_classify_refuses_an_input_without_its_completion_marker(spark, tmp_path, pca_output):
+    features = tmp_path / "pca" / "vectors" if pca_output else tmp_path / "features"
+    synthetic_features(spark, features)
+    (features / "_manifest.json").unlink()  # what a failed featurize or pca leaves
+    marker = "report.json" if pca_output else "_manifest.json"
+    with pytest.raises(SystemExit, match=f"is incomplete \\(no {marker}"):
+        classify.main(["--input", str(features), "--output", str(tmp_path / "classify")])
 
 
 @pytest.mark.parametrize("split", [True, False])

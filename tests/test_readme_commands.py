@@ -49,6 +49,8 @@ ELSEWHERE = {
     r"aws .*": "needs an AWS account",
     r"docker compose up": "no Docker engine in CI; tests/test_docker_compose.py checks the file",
     r"npm ci": "make's venv target runs it on every fresh clone",
+    r"make grid-screenshot": "needs Chromium and playwright, not in CI; test_dag_structure.py "
+    "pins the shape the picture shows",
     r"spark-submit --deploy-mode client .*": "the EMR step; tests/test_dag_emr_*.py check steps",
 }
 RUN_HERE = {

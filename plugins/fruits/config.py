@@ -127,6 +127,9 @@ class EmrSettings:
     instance_role: str = "FruitsEmrInstanceRole"  # the role in instance_profile (for iam:PassRole)
     subnet_id: str = ""
     idle_timeout_s: int = 3600  # auto-termination safety net
+    # For the night's cost estimate: m5's on-demand EC2 + EMR price in eu-west-1 (0.262 USD an
+    # hour for an m5.xlarge, which counts 8 normalized units). Set your region's and type's.
+    usd_per_normalized_hour: float = 0.0328
 
 
 @dataclass(frozen=True)
@@ -165,8 +168,6 @@ class RunConfig:
     azure_prefix: str
     pca_variance: float
     pca_k: int | None
-    aws_conn_id: str
-    wasb_conn_id: str
     # The value of the `project` tag on every cluster: the IAM policies scope EMR by it.
     project_tag: str = "fruits"
     aws_account_id: str = ""  # only the IAM policies need it (python -m fruits.iam)
@@ -239,8 +240,6 @@ class RunConfig:
             azure_prefix=_prefix(variable.get("azure_prefix", "fruits")),
             pca_variance=_typed("pca_variance", params.get("pca_variance", 0.95), float),
             pca_k=None if pca_k in (None, "") else _typed("pca_k", pca_k, int),
-            aws_conn_id=deployment.aws_conn_id,
-            wasb_conn_id=deployment.wasb_conn_id,
             project_tag=str(variable.get("project_tag", "fruits")),
             aws_account_id=str(variable.get("aws_account_id", "")),
             emr=emr,
@@ -398,7 +397,7 @@ def _check_variable_keys(variable: dict[str, Any]) -> None:
                 f"fruits_config: {name} is a deployment setting: set FRUITS_{name.upper()} "
                 "in the Airflow environment, not in fruits_config"
             )
-    own = {f.name for f in fields(RunConfig)} - {*RUN_FORM_SETTINGS, *DEPLOYMENT_SETTINGS}
+    own = {f.name for f in fields(RunConfig)} - set(RUN_FORM_SETTINGS)
     own = (own - set(SECTIONS)) | {
         f"{section}_{f.name}" for section, kind in SECTIONS.items() for f in fields(kind)
     }

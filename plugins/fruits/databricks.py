@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from fruits.code_bundle import LIBRARY_WHEEL
 from fruits.config import RunConfig
-from fruits.lake import JOBIO_WHEEL
 from fruits.spark_steps import SparkJob
 
 JOB_CLUSTER_KEY = "fruits"
@@ -32,7 +32,7 @@ def job_settings(
     code = code_uri.rstrip("/")
     # Libraries belong to tasks, not to a shared job cluster (a Jobs API rule).
     libraries = [{"pypi": {"package": pin}} for pin in requirement_pins(requirements_txt)]
-    libraries.append({"whl": f"{code}/{JOBIO_WHEEL}"})
+    libraries.append({"whl": f"{code}/{LIBRARY_WHEEL}"})
     tasks = []
     for previous, job in zip([None, *jobs], jobs, strict=False):
         task: dict[str, Any] = {

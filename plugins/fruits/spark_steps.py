@@ -13,9 +13,17 @@ from typing import Any
 from fruits.config import RunConfig
 
 JOB_ORDER = ("featurize", "pca", "classify")
-# The modules the job scripts import from each other: --py-files on EMR and locally, a wheel on
-# Databricks (lake.bundle_files).
-SHARED_MODULES = ("jobio.py", "splits.py")
+# Every other module of spark_jobs/ is the jobs' library, built into the code bundle as one
+# archive (code_bundle.bundle_files): a .zip on --py-files (Spark puts only .zip, .egg and .jar
+# archives on the workers' path) and the same bytes as a wheel for Databricks' libraries. A new
+# module needs no change here.
+LIBRARY = ("fruits_jobs", "1.0")
+LIBRARY_ZIP = "dist/fruits_jobs.zip"
+
+
+def is_library_module(name: str) -> bool:
+    """A top-level `.py` of spark_jobs/ that is not a job's script."""
+    return "/" not in name and name.endswith(".py") and name[: -len(".py")] not in JOB_ORDER
 
 
 @dataclass(frozen=True)
@@ -54,13 +62,13 @@ class SparkJob:
         return [part for flag, uri in pairs for part in (flag, uri)] + list(self.options)
 
     def spark_submit(self, code_uri: str, *spark_options: str) -> list[str]:
-        """`spark-submit [options] --py-files <code>/jobio.py,… <code>/<job>.py <arguments>`."""
+        """`spark-submit [options] --py-files <code>/<library zip> <code>/<job>.py <arguments>`."""
         code = code_uri.rstrip("/")
         return [
             "spark-submit",
             *spark_options,
             "--py-files",
-            ",".join(f"{code}/{module}" for module in SHARED_MODULES),
+            f"{code}/{LIBRARY_ZIP}",
             f"{code}/{self.script}",
             *self.arguments(),
         ]

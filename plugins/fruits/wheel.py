@@ -1,8 +1,8 @@
 """A pure-Python wheel of single-file modules, byte-for-byte reproducible.
 
 Databricks installs a job's Python dependencies as libraries (it has no `--py-files`), so the
-code bundle also carries the jobs' shared helper (`jobio.py`) as a wheel. Fixed timestamps and a
-sorted file order keep the bundle's content hash stable.
+code bundle also carries the jobs' library (every module but the job scripts) as a wheel. Fixed
+timestamps and a sorted file order keep the bundle's content hash stable.
 """
 
 from __future__ import annotations

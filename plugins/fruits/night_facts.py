@@ -1,0 +1,46 @@
+"""A night's figures, for the Assets page: read from the outputs' own manifest, report and metrics.
+
+Each night's Asset events carry them (`extra`), so the Assets page lists every night's photos,
+quarantine, PCA and accuracy without opening a file; on EMR also what the cluster cost.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fruits.config import RunConfig
+
+
+def night_facts(s3_hook, config: RunConfig) -> dict[str, Any]:
+    """Read before publishing: a night whose outputs lack them is not published."""
+
+    def read(key: str) -> dict[str, Any]:
+        return json.loads(s3_hook.read_key(key, bucket_name=config.lake_bucket))
+
+    manifest = read(f"{config.features_partition_prefix}/_manifest.json")
+    report = read(f"{config.run_prefix}/pca/report.json")
+    metrics = read(f"{config.run_prefix}/classify/metrics.json")
+    return {
+        "photos_new": manifest["counts"]["read"],
+        "photos_featurized": manifest["counts"]["featurized"],
+        "photos_quarantined": manifest["counts"]["quarantined"],
+        "photos_total": report["rows"]["projected"],
+        "nights": len(report["nights"]),
+        "pca_k": report["k"],
+        "explained_variance": report["explained_variance_at_k"],
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
+    }
+
+
+def emr_cost_estimate(emr_client, cluster_id: str, usd_per_normalized_hour: float) -> dict:
+    """EMR's own count of the cluster's normalized instance-hours so far, at a stated price:
+    an estimate (AWS bills per second; EMR rounds each instance's hours up)."""
+    cluster = emr_client.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    hours = cluster.get("NormalizedInstanceHours", 0)
+    return {
+        "emr_cluster_id": cluster_id,
+        "emr_normalized_instance_hours": hours,
+        "emr_cost_estimate_usd": round(hours * usd_per_normalized_hour, 2),
+    }
