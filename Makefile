@@ -41,9 +41,8 @@ run: venv
 	$(BIN)/python -m localdev.run_pipeline $(ARGS)
 
 featurize: venv
-	$(BIN)/spark-submit --master 'local[*]' --driver-memory 4g \
-		--conf spark.log.level=WARN --conf spark.ui.showConsoleProgress=false \
-		spark_jobs/featurize.py \
+	$(BIN)/spark-submit $$($(BIN)/python -m fruits.local_platform) \
+		--conf spark.ui.showConsoleProgress=false spark_jobs/featurize.py \
 		--input $(INPUT) --output $(OUTPUT) --weights $(WEIGHTS)
 
 bench: venv

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -40,7 +41,7 @@ import pyarrow.parquet as pq
 
 from benchmarks import REPO, add_data_arguments
 from benchmarks.keras_reference import cosine_rows, keras_features
-from fruits.local_platform import LOCAL_SPARK_OPTIONS
+from fruits.local_platform import LOCAL_SPARK_OPTIONS, local_master
 
 REFERENCE_SAMPLE = 256
 
@@ -89,8 +90,8 @@ def _is_python_worker(process: psutil.Process) -> bool:
         return False
 
 
-def spark_submit(script: Path, args: list[str], cores: int) -> tuple:
-    command = [str(Path(sys.executable).with_name("spark-submit")), "--master", f"local[{cores}]"]
+def spark_submit(script: Path, args: list[str], master: str) -> tuple:
+    command = [str(Path(sys.executable).with_name("spark-submit")), "--master", master]
     command += [*LOCAL_SPARK_OPTIONS, "--conf", "spark.ui.enabled=false"]  # as the DAG runs jobs
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -115,7 +116,7 @@ def run_baseline(images: Path, output: Path, weights: Path, cores: int) -> JobRu
     stdout, sampler = spark_submit(
         REPO / "benchmarks" / "notebook_baseline.py",
         [str(images), str(output), str(weights)],
-        cores,
+        f"local[{cores}]",  # the notebook's own setting: one task per core
     )
     seconds = float(stdout.split("BASELINE_SECONDS")[1].split()[0])
     count = pq.read_table(output, columns=["path"]).num_rows
@@ -123,13 +124,14 @@ def run_baseline(images: Path, output: Path, weights: Path, cores: int) -> JobRu
 
 
 def run_ours(
-    images: Path, output: Path, weights: Path, cores: int, model_cache: Path, name: str
+    images: Path, output: Path, weights: Path, master: str, model_cache: Path, name: str
 ) -> JobRun:
+    """featurize.py in `master` (the local platform's: local_master(cores))."""
     stdout, sampler = spark_submit(
         REPO / "spark_jobs" / "featurize.py",
         ["--input", str(images), "--output", str(output), "--weights", str(weights)]
         + ["--model-cache", str(model_cache)],
-        cores,
+        master,
     )
     manifest = json.loads((output / "_manifest.json").read_text())
     return JobRun(name, job_seconds(stdout), manifest["counts"]["featurized"], *_mb(sampler))
@@ -194,6 +196,11 @@ def replicate(source: Path, target: Path, copies: int) -> Path:
     return target
 
 
+def local_file(path: str) -> Path:
+    """The file of a `file:` path in the job's output."""
+    return Path(path.removeprefix("file:"))
+
+
 def load_features(output: Path) -> dict[str, np.ndarray]:
     table = pq.read_table(output, columns=["path", "features"]).to_pydict()
     return {p: np.asarray(v, dtype=np.float32) for p, v in zip(table["path"], table["features"])}
@@ -212,16 +219,13 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-featurize-") as scratch:
         images = replicate(args.images, Path(scratch, "images"), args.copies)
         cache = Path(scratch, "model-cache")
-        cold = run_ours(
-            images, Path(scratch, "cold"), args.weights, args.cores, cache, "ours, cold"
-        )
+        master = local_master(args.cores)
+        cold = run_ours(images, Path(scratch, "cold"), args.weights, master, cache, "ours, cold")
         # The machine's speed drifts, so the jobs compared run side by side, several times.
         rounds = [
             (
                 run_baseline(images, Path(scratch, "baseline"), args.weights, args.cores),
-                run_ours(
-                    images, Path(scratch, "ours"), args.weights, args.cores, cache, "ours, warm"
-                ),
+                run_ours(images, Path(scratch, "ours"), args.weights, master, cache, "ours, warm"),
                 run_model_alone(images, cache, args.cores),
             )
             for _ in range(args.rounds)
@@ -248,16 +252,25 @@ def compare_outputs(baseline_output: Path, our_output: Path, weights: Path) -> d
     versus_baseline = cosine_rows(
         np.stack([ours[p] for p in paths]), np.stack([baseline[p] for p in paths])
     )
-    size = min(REFERENCE_SAMPLE, len(paths))
-    sample = [paths[i] for i in np.random.default_rng(0).choice(len(paths), size, replace=False)]
-    reference = keras_features([Path(p.removeprefix("file:")) for p in sample], weights)
-    versus_keras = cosine_rows(np.stack([ours[p] for p in sample]), reference)
+    min_cosine, size = min_cosine_to_keras(ours, weights)
     return {
         "images": len(paths),
         "max_distance_to_baseline": float(1 - versus_baseline.min()),
-        "min_cosine_to_keras": float(versus_keras.min()),
+        "min_cosine_to_keras": min_cosine,
         "keras_sample": size,
     }
+
+
+def min_cosine_to_keras(
+    features: dict[str, np.ndarray], weights: Path, photo: Callable[[str], Path] = local_file
+) -> tuple[float, int]:
+    """The lowest cosine of the job's features to plain Keras' over a seeded sample of the
+    images (`photo` finds an output path's file), and the sample's size."""
+    paths = sorted(features)
+    size = min(REFERENCE_SAMPLE, len(paths))
+    sample = [paths[i] for i in np.random.default_rng(0).choice(len(paths), size, replace=False)]
+    reference = keras_features([photo(p) for p in sample], weights)
+    return float(cosine_rows(np.stack([features[p] for p in sample]), reference).min()), size
 
 
 def cpu_model() -> str:

@@ -38,6 +38,13 @@ SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 IAM_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 DATABRICKS_RUNTIME = re.compile(r"^\d+\.\d+\.x-[a-z0-9.-]+$")
+# Spark task slots per vCPU, on every platform (EMR executors, the Databricks job cluster, local
+# mode, make featurize). Each photo is one object-store GET, made by its task in the JVM, one
+# object after the other: with one slot per vCPU a core idles for every GET's latency. With
+# several, other tasks' workers compute meanwhile. Measured by benchmarks/latency (README,
+# "Featurizing at object-store latency"), and what bounds it: each slot is a Python worker
+# holding its own TFLite interpreter.
+TASK_SLOTS_PER_VCPU = 4
 
 
 class ConfigError(ValueError):
@@ -382,6 +389,11 @@ class RunConfig:
                 "databricks": DatabricksSettings(**data["databricks"]),
             }
         )
+
+
+def task_slots(vcpus: int) -> int:
+    """How many Spark tasks run at once on `vcpus` vCPUs."""
+    return vcpus * TASK_SLOTS_PER_VCPU
 
 
 def run_date_of(form_date: str | None, logical_date: datetime | None, run_after: datetime) -> str:
