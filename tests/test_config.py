@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from fruits.config import ConfigError, Deployment, RunConfig, parse_variable, run_date_of
+from fruits.config import (
+    ConfigError,
+    Deployment,
+    RunConfig,
+    instance_vcpus,
+    parse_variable,
+    run_date_of,
+)
 from localdev import lake
 
 VARIABLE = lake.fruits_config("s3://fruits-lake/models/mobilenet.weights.h5", "e" * 64)
@@ -120,3 +127,26 @@ def test_a_runs_date_comes_from_the_form_then_logical_date_then_run_after(
     form_date, logical_date, run_after, expected
 ):
     assert run_date_of(form_date, logical_date, run_after) == expected
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "vcpus"),  # AWS's own figures for these types
+    [
+        ("m5.large", 2),
+        ("c5.xlarge", 4),
+        ("m5d.2xlarge", 8),
+        ("r6i.12xlarge", 48),
+        ("m7g.16xlarge", 64),
+        ("m5.metal", None),
+        ("t3.medium", None),
+        ("Standard_DS3_v2", None),
+    ],
+)
+def test_an_instance_types_vcpus_come_from_its_size(instance_type, vcpus):
+    assert instance_vcpus(instance_type) == vcpus
+
+
+def test_a_databricks_node_type_whose_vcpus_are_unknown_is_named():
+    with pytest.raises(ConfigError, match="databricks_node_type_id='m5.metal'"):
+        build(databricks_node_type_id="m5.metal")
+    assert build(databricks_node_type_id="c5.4xlarge").databricks.node_type_id == "c5.4xlarge"

@@ -45,6 +45,9 @@ DATABRICKS_RUNTIME = re.compile(r"^\d+\.\d+\.x-[a-z0-9.-]+$")
 # "Featurizing at object-store latency"), and what bounds it: each slot is a Python worker
 # holding its own TFLite interpreter.
 TASK_SLOTS_PER_VCPU = 4
+# An EC2 instance type's size: large (2 vCPUs), xlarge (4) or <n>xlarge (4n), as in every current
+# general-purpose, compute- and memory-optimised family; Databricks names AWS nodes the same way.
+INSTANCE_SIZE = re.compile(r"^[a-z][a-z0-9-]*\.(?:(\d*)x)?large$")
 
 
 class ConfigError(ValueError):
@@ -340,6 +343,12 @@ class RunConfig:
             ">= 1 (the jobs need executors)",
         )
         _check(
+            (instance_vcpus(self.databricks.node_type_id) or 0) >= 1,
+            "databricks_node_type_id",
+            self.databricks.node_type_id,
+            "an AWS node type of size large, xlarge or <n>xlarge (its vCPUs set the task slots)",
+        )
+        _check(
             bool(DATABRICKS_RUNTIME.match(self.databricks.spark_version)),
             "databricks_spark_version",
             self.databricks.spark_version,
@@ -394,6 +403,17 @@ class RunConfig:
 def task_slots(vcpus: int) -> int:
     """How many Spark tasks run at once on `vcpus` vCPUs."""
     return vcpus * TASK_SLOTS_PER_VCPU
+
+
+def instance_vcpus(instance_type: str) -> int | None:
+    """The vCPUs of an EC2 instance type, from its size (m5d.2xlarge: 8); None for sizes that
+    do not say (metal, medium, ...)."""
+    size = INSTANCE_SIZE.match(instance_type)
+    if size is None:
+        return None
+    if size.group(1) is None:
+        return 2
+    return 4 * int(size.group(1) or 1)
 
 
 def run_date_of(form_date: str | None, logical_date: datetime | None, run_after: datetime) -> str:
