@@ -19,7 +19,7 @@ INPUT ?= ../shared/data/fruits360-sample
 OUTPUT ?= .local-runs/features
 WEIGHTS ?= ../shared/models/mobilenet_v2_1.0_pretrained_no_top.weights.h5
 
-.PHONY: venv lint test run featurize bench clean
+.PHONY: venv lint test run featurize bench bench-latency clean
 
 $(STAMP): requirements.txt spark_jobs/requirements.txt package.json package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,12 @@ bench: venv
 	$(BIN)/python -m benchmarks.quality
 	$(BIN)/python -m benchmarks.pca
 	$(BIN)/python -m benchmarks.big_photos
+
+# Featurize at object-store latency through a FUSE passthrough (README, Performance): needs
+# /dev/fuse and Debian's fuse3, installed here if missing. ARGS: e.g. --rounds 1.
+bench-latency: venv
+	command -v fusermount3 >/dev/null || apt-get install -y fuse3
+	$(BIN)/python -m benchmarks.latency $(ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .local-runs
