@@ -4,13 +4,15 @@
         [--rounds 3]
 
 Both jobs featurize the same real photos (the shared Fruits-360 sample, 4,560 images, read
-`--copies` times from as many folders) with the same pretrained weights in Spark `local[N]`, each
-in its own spark-submit with the local platform's options. Ours runs cold once (the weights
-converted to TFLite in the run), then warm (the converted model taken from the model cache, as
-nightly runs do). For scale, the same decoding and the same TFLite model also run in `--cores`
-plain Python processes without Spark: the most any Spark job doing this work could reach on this
-machine. This machine's speed drifts by up to 25% within minutes, so the baseline, ours warm and
-the model alone run side by side in `--rounds` interleaved rounds, and the medians are compared.
+`--copies` times from as many folders) with the same pretrained weights in Spark local mode, each
+in its own spark-submit with the local platform's options: the baseline one task per core, ours
+with the platforms' task slots per core (fruits.local_platform.local_master). Ours runs cold once
+(the weights converted to TFLite in the run), then warm (the converted model taken from the model
+cache, as nightly runs do). For scale, the same decoding and the same TFLite model also run in
+`--cores` plain Python processes without Spark: the most any Spark job doing this work could reach
+on this machine. This machine's speed drifts by up to 25% within minutes, so the baseline, ours
+warm and the model alone run side by side in `--rounds` interleaved rounds, and the medians are
+compared.
 Printed: images/s of each (from Spark session start to Parquet written, model loading included),
 every round's own ratio, the ratio of the medians to the baseline, the peak memory of the Python
 workers (sampled), and how close the outputs are, to each other and to a plain Keras reference
@@ -287,7 +289,10 @@ def print_report(
 ) -> None:
     compute_limit = 600 * cores / 2  # MobileNetV2 FP32 on this CPU (0.6 GFLOP/image), per issue
     baseline, warm, model_alone = (median_run(list(runs)) for runs in zip(*rounds))
-    print(f"\nFeaturization benchmark — {distances['images']} real images, Spark local[{cores}]")
+    print(
+        f"\nFeaturization benchmark — {distances['images']} real images, Spark local[{cores}] "
+        f"(the baseline) and {local_master(cores)} (ours, as the local platform runs it)"
+    )
     print(
         f"machine: {cpu_model()}, {os.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
