@@ -42,7 +42,7 @@ DATABRICKS_RUNTIME = re.compile(r"^\d+\.\d+\.x-[a-z0-9.-]+$")
 # mode, make featurize). Each photo is one object-store GET, made by its task in the JVM, one
 # object after the other: with one slot per vCPU a core idles for every GET's latency. With
 # several, other tasks' workers compute meanwhile. Measured by benchmarks/latency (README,
-# "Featurizing at object-store latency"), and what bounds it: each slot is a Python worker
+# Performance, "At object-store latency"), with what bounds it: each slot is a Python worker
 # holding its own TFLite interpreter.
 TASK_SLOTS_PER_VCPU = 4
 # An EC2 instance type's size: large (2 vCPUs), xlarge (4) or <n>xlarge (4n), as in every current
