@@ -19,7 +19,7 @@ INPUT ?= ../shared/data/fruits360-sample
 OUTPUT ?= .local-runs/features
 WEIGHTS ?= ../shared/models/mobilenet_v2_1.0_pretrained_no_top.weights.h5
 
-.PHONY: venv lint test run featurize bench grid-screenshot clean
+.PHONY: venv lint test run featurize bench bench-latency grid-screenshot clean
 
 $(STAMP): requirements.txt spark_jobs/requirements.txt package.json package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,9 +41,8 @@ run: venv
 	$(BIN)/python -m localdev.run_pipeline $(ARGS)
 
 featurize: venv
-	$(BIN)/spark-submit --master 'local[*]' --driver-memory 4g \
-		--conf spark.log.level=WARN --conf spark.ui.showConsoleProgress=false \
-		spark_jobs/featurize.py \
+	$(BIN)/spark-submit $$($(BIN)/python -m fruits.local_platform) \
+		--conf spark.ui.showConsoleProgress=false spark_jobs/featurize.py \
 		--input $(INPUT) --output $(OUTPUT) --weights $(WEIGHTS)
 
 bench: venv
@@ -58,6 +57,12 @@ grid-screenshot: venv
 	test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y chromium; }
 	$(BIN)/uv pip install --quiet --python $(BIN)/python playwright==1.65.2
 	$(BIN)/python -m localdev.grid_screenshot $(ARGS)
+
+# Featurize at object-store latency through a FUSE passthrough (README, Performance): needs
+# /dev/fuse and Debian's fuse3, installed here if missing. ARGS: e.g. --rounds 1.
+bench-latency: venv
+	command -v fusermount3 >/dev/null || apt-get install -y fuse3
+	$(BIN)/python -m benchmarks.latency $(ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .local-runs

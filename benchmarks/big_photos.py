@@ -106,7 +106,7 @@ def run_job(images: Path, output: Path, weights: Path, cache: Path, cores: int):
         REPO / "spark_jobs" / "featurize.py",
         ["--input", str(images), "--output", str(output), "--weights", str(weights)]
         + ["--model-cache", str(cache)],
-        cores,
+        f"local[{cores}]",
     )
     seconds = time.perf_counter() - started
     counts = json.loads((output / "_manifest.json").read_text())["counts"]

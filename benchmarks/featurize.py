@@ -4,13 +4,15 @@
         [--rounds 3]
 
 Both jobs featurize the same real photos (the shared Fruits-360 sample, 4,560 images, read
-`--copies` times from as many folders) with the same pretrained weights in Spark `local[N]`, each
-in its own spark-submit with the local platform's options. Ours runs cold once (the weights
-converted to TFLite in the run), then warm (the converted model taken from the model cache, as
-nightly runs do). For scale, the same decoding and the same TFLite model also run in `--cores`
-plain Python processes without Spark: the most any Spark job doing this work could reach on this
-machine. This machine's speed drifts by up to 25% within minutes, so the baseline, ours warm and
-the model alone run side by side in `--rounds` interleaved rounds, and the medians are compared.
+`--copies` times from as many folders) with the same pretrained weights in Spark local mode, each
+in its own spark-submit with the local platform's options: the baseline one task per core, ours
+with the platforms' task slots per core (fruits.local_platform.local_master). Ours runs cold once
+(the weights converted to TFLite in the run), then warm (the converted model taken from the model
+cache, as nightly runs do). For scale, the same decoding and the same TFLite model also run in
+`--cores` plain Python processes without Spark: the most any Spark job doing this work could reach
+on this machine. This machine's speed drifts by up to 25% within minutes, so the baseline, ours
+warm and the model alone run side by side in `--rounds` interleaved rounds, and the medians are
+compared.
 Printed: images/s of each (from Spark session start to Parquet written, model loading included),
 every round's own ratio, the ratio of the medians to the baseline, the peak memory of the Python
 workers (sampled), and how close the outputs are, to each other and to a plain Keras reference
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -40,7 +43,7 @@ import pyarrow.parquet as pq
 
 from benchmarks import REPO, add_data_arguments
 from benchmarks.keras_reference import cosine_rows, keras_features
-from fruits.local_platform import LOCAL_SPARK_OPTIONS
+from fruits.local_platform import LOCAL_SPARK_OPTIONS, local_master
 
 REFERENCE_SAMPLE = 256
 
@@ -89,8 +92,8 @@ def _is_python_worker(process: psutil.Process) -> bool:
         return False
 
 
-def spark_submit(script: Path, args: list[str], cores: int) -> tuple:
-    command = [str(Path(sys.executable).with_name("spark-submit")), "--master", f"local[{cores}]"]
+def spark_submit(script: Path, args: list[str], master: str) -> tuple:
+    command = [str(Path(sys.executable).with_name("spark-submit")), "--master", master]
     command += [*LOCAL_SPARK_OPTIONS, "--conf", "spark.ui.enabled=false"]  # as the DAG runs jobs
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -115,7 +118,7 @@ def run_baseline(images: Path, output: Path, weights: Path, cores: int) -> JobRu
     stdout, sampler = spark_submit(
         REPO / "benchmarks" / "notebook_baseline.py",
         [str(images), str(output), str(weights)],
-        cores,
+        f"local[{cores}]",  # the notebook's own setting: one task per core
     )
     seconds = float(stdout.split("BASELINE_SECONDS")[1].split()[0])
     count = pq.read_table(output, columns=["path"]).num_rows
@@ -123,13 +126,14 @@ def run_baseline(images: Path, output: Path, weights: Path, cores: int) -> JobRu
 
 
 def run_ours(
-    images: Path, output: Path, weights: Path, cores: int, model_cache: Path, name: str
+    images: Path, output: Path, weights: Path, master: str, model_cache: Path, name: str
 ) -> JobRun:
+    """featurize.py in `master` (the local platform's: local_master(cores))."""
     stdout, sampler = spark_submit(
         REPO / "spark_jobs" / "featurize.py",
         ["--input", str(images), "--output", str(output), "--weights", str(weights)]
         + ["--model-cache", str(model_cache)],
-        cores,
+        master,
     )
     manifest = json.loads((output / "_manifest.json").read_text())
     return JobRun(name, job_seconds(stdout), manifest["counts"]["featurized"], *_mb(sampler))
@@ -194,6 +198,11 @@ def replicate(source: Path, target: Path, copies: int) -> Path:
     return target
 
 
+def local_file(path: str) -> Path:
+    """The file of a `file:` path in the job's output."""
+    return Path(path.removeprefix("file:"))
+
+
 def load_features(output: Path) -> dict[str, np.ndarray]:
     table = pq.read_table(output, columns=["path", "features"]).to_pydict()
     return {p: np.asarray(v, dtype=np.float32) for p, v in zip(table["path"], table["features"])}
@@ -212,16 +221,13 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-featurize-") as scratch:
         images = replicate(args.images, Path(scratch, "images"), args.copies)
         cache = Path(scratch, "model-cache")
-        cold = run_ours(
-            images, Path(scratch, "cold"), args.weights, args.cores, cache, "ours, cold"
-        )
+        master = local_master(args.cores)
+        cold = run_ours(images, Path(scratch, "cold"), args.weights, master, cache, "ours, cold")
         # The machine's speed drifts, so the jobs compared run side by side, several times.
         rounds = [
             (
                 run_baseline(images, Path(scratch, "baseline"), args.weights, args.cores),
-                run_ours(
-                    images, Path(scratch, "ours"), args.weights, args.cores, cache, "ours, warm"
-                ),
+                run_ours(images, Path(scratch, "ours"), args.weights, master, cache, "ours, warm"),
                 run_model_alone(images, cache, args.cores),
             )
             for _ in range(args.rounds)
@@ -248,16 +254,25 @@ def compare_outputs(baseline_output: Path, our_output: Path, weights: Path) -> d
     versus_baseline = cosine_rows(
         np.stack([ours[p] for p in paths]), np.stack([baseline[p] for p in paths])
     )
-    size = min(REFERENCE_SAMPLE, len(paths))
-    sample = [paths[i] for i in np.random.default_rng(0).choice(len(paths), size, replace=False)]
-    reference = keras_features([Path(p.removeprefix("file:")) for p in sample], weights)
-    versus_keras = cosine_rows(np.stack([ours[p] for p in sample]), reference)
+    min_cosine, size = min_cosine_to_keras(ours, weights)
     return {
         "images": len(paths),
         "max_distance_to_baseline": float(1 - versus_baseline.min()),
-        "min_cosine_to_keras": float(versus_keras.min()),
+        "min_cosine_to_keras": min_cosine,
         "keras_sample": size,
     }
+
+
+def min_cosine_to_keras(
+    features: dict[str, np.ndarray], weights: Path, photo: Callable[[str], Path] = local_file
+) -> tuple[float, int]:
+    """The lowest cosine of the job's features to plain Keras' over a seeded sample of the
+    images (`photo` finds an output path's file), and the sample's size."""
+    paths = sorted(features)
+    size = min(REFERENCE_SAMPLE, len(paths))
+    sample = [paths[i] for i in np.random.default_rng(0).choice(len(paths), size, replace=False)]
+    reference = keras_features([photo(p) for p in sample], weights)
+    return float(cosine_rows(np.stack([features[p] for p in sample]), reference).min()), size
 
 
 def cpu_model() -> str:
@@ -274,7 +289,10 @@ def print_report(
 ) -> None:
     compute_limit = 600 * cores / 2  # MobileNetV2 FP32 on this CPU (0.6 GFLOP/image), per issue
     baseline, warm, model_alone = (median_run(list(runs)) for runs in zip(*rounds))
-    print(f"\nFeaturization benchmark — {distances['images']} real images, Spark local[{cores}]")
+    print(
+        f"\nFeaturization benchmark — {distances['images']} real images, Spark local[{cores}] "
+        f"(the baseline) and {local_master(cores)} (ours, as the local platform runs it)"
+    )
     print(
         f"machine: {cpu_model()}, {os.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from fruits.config import ConfigError, Deployment, RunConfig, parse_variable, run_date_of
+from fruits.config import (
+    ConfigError,
+    Deployment,
+    RunConfig,
+    instance_vcpus,
+    parse_variable,
+    run_date_of,
+)
 from localdev import lake
 
 REPO = Path(__file__).resolve().parents[1]
@@ -191,3 +198,26 @@ def test_a_weights_file_asked_for_must_exist(monkeypatch, tmp_path):
     assert find_weights(given) == given
     monkeypatch.delenv("FRUITS_WEIGHTS_FILE")
     assert find_weights(None) == SHARED_WEIGHTS
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "vcpus"),  # AWS's own figures for these types
+    [
+        ("m5.large", 2),
+        ("c5.xlarge", 4),
+        ("m5d.2xlarge", 8),
+        ("r6i.12xlarge", 48),
+        ("m7g.16xlarge", 64),
+        ("m5.metal", None),
+        ("t3.medium", None),
+        ("Standard_DS3_v2", None),
+    ],
+)
+def test_an_instance_types_vcpus_come_from_its_size(instance_type, vcpus):
+    assert instance_vcpus(instance_type) == vcpus
+
+
+def test_a_databricks_node_type_whose_vcpus_are_unknown_is_named():
+    with pytest.raises(ConfigError, match="databricks_node_type_id='m5.metal'"):
+        build(databricks_node_type_id="m5.metal")
+    assert build(databricks_node_type_id="c5.4xlarge").databricks.node_type_id == "c5.4xlarge"

@@ -6,8 +6,9 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
-from fruits import emr
-from fruits.config import Deployment, RunConfig, run_date_of
+from fruits import databricks, emr
+from fruits.config import TASK_SLOTS_PER_VCPU, Deployment, RunConfig, run_date_of
+from fruits.local_platform import local_master
 from fruits.spark_steps import pipeline_jobs
 from localdev import lake
 
@@ -226,6 +227,38 @@ def test_the_job_flow_is_a_valid_run_job_flow_request():
     ]
     bootstrap = request["BootstrapActions"][0]["ScriptBootstrapAction"]
     assert bootstrap["Args"] == ["s3://fruits-lake/code/abc/requirements.txt"]
+
+
+# AWS's figures for the default node types: m5.2xlarge (EMR core node) and m5d.2xlarge
+# (Databricks worker) have 8 vCPUs; EMR gives YARN 24,576 MB of an m5.2xlarge
+# (yarn.nodemanager.resource.memory-mb in EMR's task configuration table).
+NODE_VCPUS = 8
+EMR_YARN_MB = 24_576
+WORKER_PEAK_RSS_MB = 200  # a Python worker with ordinary photos (benchmarks.featurize)
+
+
+def megabytes(size: str) -> int:
+    return int(size[:-1]) * {"m": 1, "g": 1024}[size[-1]]
+
+
+def test_every_platform_runs_the_same_task_slots_per_vcpu():
+    run = config()
+    defaults = emr.job_flow(run, "s3://fruits-lake/code/abc", "run")["Configurations"][1]
+    executor = defaults["Properties"]
+    container_mb = megabytes(executor["spark.executor.memory"]) + megabytes(
+        executor["spark.executor.memoryOverhead"]
+    )
+    slots = int(executor["spark.executor.cores"])
+    emr_slots = EMR_YARN_MB // container_mb * slots  # YARN places executors by memory
+    worker_cores = databricks.job_cluster(run)["spark_env_vars"]["SPARK_WORKER_CORES"]
+    assert emr_slots / NODE_VCPUS == TASK_SLOTS_PER_VCPU
+    assert int(worker_cores) / NODE_VCPUS == TASK_SLOTS_PER_VCPU
+    assert local_master(3) == f"local[{3 * TASK_SLOTS_PER_VCPU}]"
+    # Outside the heap, each slot's Python worker has twice what it needs with ordinary photos,
+    # once the JVM's own off-heap memory (Spark's default overhead: 10% of the heap) is counted.
+    jvm_off_heap_mb = 0.1 * megabytes(executor["spark.executor.memory"])
+    python_mb = megabytes(executor["spark.executor.memoryOverhead"]) - jvm_off_heap_mb
+    assert python_mb / slots >= 2 * WORKER_PEAK_RSS_MB
 
 
 @pytest.mark.parametrize("params", [{}, {"pca_k": 40}])

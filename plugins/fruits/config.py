@@ -42,6 +42,16 @@ DATABRICKS_RUNTIME = re.compile(r"^\d+\.\d+\.x-[a-z0-9.-]+$")
 # the connection ids; fruits_config owns everything else and may not shadow either.
 RUN_FORM_SETTINGS = ("platform", "run_date", "input_prefix", "pca_variance", "pca_k")
 DEPLOYMENT_SETTINGS = ("aws_conn_id", "wasb_conn_id")
+# Spark task slots per vCPU, on every platform (EMR executors, the Databricks job cluster, local
+# mode, make featurize). Each photo is one object-store GET, made by its task in the JVM, one
+# object after the other: with one slot per vCPU a core idles for every GET's latency. With
+# several, other tasks' workers compute meanwhile. Measured by benchmarks/latency (README,
+# Performance, "At object-store latency"), with what bounds it: each slot is a Python worker
+# holding its own TFLite interpreter.
+TASK_SLOTS_PER_VCPU = 4
+# An EC2 instance type's size: large (2 vCPUs), xlarge (4) or <n>xlarge (4n), as in every current
+# general-purpose, compute- and memory-optimised family; Databricks names AWS nodes the same way.
+INSTANCE_SIZE = re.compile(r"^[a-z][a-z0-9-]*\.(?:(\d*)x)?large$")
 
 
 class ConfigError(ValueError):
@@ -321,6 +331,12 @@ class RunConfig:
             ">= 1 (the jobs need executors)",
         )
         _check(
+            (instance_vcpus(self.databricks.node_type_id) or 0) >= 1,
+            "databricks_node_type_id",
+            self.databricks.node_type_id,
+            "an AWS node type of size large, xlarge or <n>xlarge (its vCPUs set the task slots)",
+        )
+        _check(
             bool(DATABRICKS_RUNTIME.match(self.databricks.spark_version)),
             "databricks_spark_version",
             self.databricks.spark_version,
@@ -404,6 +420,22 @@ def _check_variable_keys(variable: dict[str, Any]) -> None:
     unknown = sorted(set(variable) - own)
     if unknown:
         raise ConfigError(f"fruits_config: unknown setting(s) {unknown}")
+
+
+def task_slots(vcpus: int) -> int:
+    """How many Spark tasks run at once on `vcpus` vCPUs."""
+    return vcpus * TASK_SLOTS_PER_VCPU
+
+
+def instance_vcpus(instance_type: str) -> int | None:
+    """The vCPUs of an EC2 instance type, from its size (m5d.2xlarge: 8); None for sizes that
+    do not say (metal, medium, ...)."""
+    size = INSTANCE_SIZE.match(instance_type)
+    if size is None:
+        return None
+    if size.group(1) is None:
+        return 2
+    return 4 * int(size.group(1) or 1)
 
 
 def run_date_of(form_date: str | None, logical_date: datetime | None, run_after: datetime) -> str:

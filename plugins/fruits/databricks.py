@@ -14,7 +14,7 @@ import hashlib
 from typing import Any
 
 from fruits.code_bundle import LIBRARY_WHEEL
-from fruits.config import RunConfig
+from fruits.config import RunConfig, instance_vcpus, task_slots
 from fruits.spark_steps import SparkJob
 
 JOB_CLUSTER_KEY = "fruits"
@@ -66,6 +66,11 @@ def job_cluster(config: RunConfig) -> dict[str, Any]:
         "node_type_id": settings.node_type_id,
         "num_workers": settings.num_workers,
         "spark_conf": {"spark.sql.execution.arrow.pyspark.enabled": "true"},
+        # A standalone worker offers Spark as many task slots as SPARK_WORKER_CORES (default: its
+        # vCPUs): TASK_SLOTS_PER_VCPU per vCPU, so photos' reads overlap the others' compute.
+        "spark_env_vars": {
+            "SPARK_WORKER_CORES": str(task_slots(instance_vcpus(settings.node_type_id)))
+        },
         "cluster_log_conf": {
             "s3": {
                 "destination": f"s3://{config.lake_bucket}/{config.logs_prefix}/databricks",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fruits.config import RunConfig
+from fruits.config import RunConfig, task_slots
 from fruits.spark_steps import SparkJob
 
 PROJECT_TAG_KEY = "project"  # the IAM policies scope the Airflow role's EMR calls by this tag
@@ -22,6 +22,21 @@ VENV_PYTHON = "/opt/fruits-venv/bin/python"  # made by spark_jobs/bootstrap/inst
 SPARK_LOG4J2 = {
     "logger.filescanrdd.name": "org.apache.spark.sql.execution.datasources.FileScanRDD",
     "logger.filescanrdd.level": "warn",
+}
+
+# The executors, as YARN places them. EMR's capacity scheduler counts memory only
+# (DefaultResourceCalculator), so an executor's task slots (spark.executor.cores, one task each:
+# spark.task.cpus stays 1) are not bounded by vCPUs, and YARN puts as many executors on a node as
+# its memory holds. Each executor: the task slots of 4 vCPUs (TASK_SLOTS_PER_VCPU each), 3 GiB of
+# JVM heap, and 8 GiB outside it for its Python workers (one per running task, each with its own
+# TFLite interpreter: ~200 MB with ordinary photos, under 900 MB with 200 Mpx ones) and the JVM's
+# own off-heap memory. 11 GiB a container: an m5.2xlarge core node (8 vCPUs, 24 GiB for YARN)
+# runs 2 executors, 32 slots, 4 per vCPU; an m5.xlarge (12 GiB) one, 16 slots on 4 vCPUs.
+EXECUTOR_VCPUS = 4
+SPARK_EXECUTORS = {
+    "spark.executor.cores": str(task_slots(EXECUTOR_VCPUS)),
+    "spark.executor.memory": "3g",
+    "spark.executor.memoryOverhead": "8g",
 }
 
 
@@ -76,6 +91,7 @@ def job_flow(config: RunConfig, code_uri: str, run_id: str) -> dict[str, Any]:
                 "Properties": {
                     "spark.pyspark.python": VENV_PYTHON,
                     "spark.sql.execution.arrow.pyspark.enabled": "true",
+                    **SPARK_EXECUTORS,
                 },
             },
             {"Classification": "spark-log4j2", "Properties": SPARK_LOG4J2},

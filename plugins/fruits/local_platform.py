@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from fruits.config import task_slots
 from fruits.lake import clear_prefix, is_listing_noise, split_s3_uri
 from fruits.spark_steps import SparkJob
 
@@ -50,12 +51,22 @@ def run_job(job: SparkJob, code_uri: str, s3_hook, scratch_root: str) -> None:
             options=job.options,
             caches={flag: str(path) for flag, path in caches.items()},
         )
-        command = staged.spark_submit(str(code), "--master", "local[*]", *LOCAL_SPARK_OPTIONS)
+        command = staged.spark_submit(str(code), *local_spark_options())
         spark_submit(command, log.info, job.name)
         for flag, uri in job.outputs.items():
             upload_replacing(s3_hook, outputs[flag], uri)
         for flag, uri in job.caches.items():
             upload_changed(s3_hook, caches[flag], uri, cached[flag])
+
+
+def local_master(cores: int | None = None) -> str:
+    """Spark local mode with the platforms' task slots per core (this machine's cores)."""
+    return f"local[{task_slots(cores or os.cpu_count() or 1)}]"
+
+
+def local_spark_options() -> tuple[str, ...]:
+    """How the local platform (and `make featurize`) runs spark-submit."""
+    return ("--master", local_master(), *LOCAL_SPARK_OPTIONS)
 
 
 def mirrored(uri: str, mirror: Path) -> Path:
@@ -157,3 +168,7 @@ def upload_replacing(s3_hook, folder: Path, uri: str) -> None:
             continue
         relative = path.relative_to(folder).as_posix()
         s3_hook.load_file(str(path), key=prefix + relative, bucket_name=bucket, replace=True)
+
+
+if __name__ == "__main__":  # `make featurize` runs spark-submit with these options
+    print(" ".join(local_spark_options()))
