@@ -21,7 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
-COMMAND_WORDS = ("make", "airflow", "aws", "docker", "npm", "spark-submit", "PYTHONPATH=")
+COMMAND_WORDS = ("make", "airflow", "aws", "docker", "npm", "spark-submit", "PYTHONPATH=", "python")
 VENV = (".venv/bin/python", ".venv/bin/pytest")
 
 
@@ -49,6 +49,8 @@ ELSEWHERE = {
     r"aws .*": "needs an AWS account",
     r"docker compose up": "no Docker engine in CI; tests/test_docker_compose.py checks the file",
     r"npm ci": "make's venv target runs it on every fresh clone",
+    r"make featurize": "test_make_featurize_runs_as_written runs the README's whole line",
+    r"make bench-latency": "needs /dev/fuse and fuse3; tests/test_slow_fs.py checks the mount",
     r"make grid-screenshot": "needs Chromium and playwright, not in CI; test_dag_structure.py "
     "pins the shape the picture shows",
     r"spark-submit --deploy-mode client .*": "the EMR step; tests/test_dag_emr_*.py check steps",
@@ -59,6 +61,7 @@ RUN_HERE = {
     r"PYTHONPATH=plugins \.venv/bin/python -m fruits\.iam .*": "test_iam_commands_render",
     r"\.venv/bin/python -m benchmarks\.\w+.*": "test_benchmark_commands_start",
     r"make featurize .*": "test_make_featurize_runs_as_written",
+    r"PYTHONPATH=plugins \.venv/bin/python -m fruits\.local_platform": "test_local_options_print",
     r"spark-submit spark_jobs/featurize\.py .*": "test_featurize_synopsis_flags_parse",
 }
 
@@ -145,6 +148,19 @@ def test_benchmark_commands_start():
             text=True,
         )
         assert result.returncode == 0, f"{command}: {result.stderr[-2000:]}"
+
+
+def test_local_options_print():
+    (command,) = matching(r"PYTHONPATH=plugins \.venv/bin/python -m fruits\.local_platform")
+    printed = subprocess.run(
+        shlex.split(command.split(" ", 1)[1]),
+        cwd=REPO,
+        env={**without_pythonpath(), "PYTHONPATH": "plugins"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "local[" in printed  # the master make featurize runs
 
 
 def test_featurize_synopsis_flags_parse():
