@@ -122,7 +122,9 @@ class AirflowServices:
             self.api_url + path, data=data, headers=headers, method=method
         )
         # SQLite allows one writer: the api-server answers 503 "Database is locked" when the
-        # scheduler holds it (backfill creation says so). Such a request is tried again.
+        # scheduler holds it (backfill creation says so), or 500 "Database error" with the cause
+        # hidden (seen for POST /backfills under load). Its transaction was rolled back: such a
+        # request is tried again.
         for attempt in range(SQLITE_LOCK_TRIES):
             try:
                 with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
@@ -130,7 +132,8 @@ class AirflowServices:
                 return json.loads(text) if text else None
             except urllib.error.HTTPError as error:
                 detail = error.read().decode()[:2000]
-                if "locked" in detail and attempt + 1 < SQLITE_LOCK_TRIES:
+                busy = "locked" in detail or (error.code == 500 and "Database error" in detail)
+                if busy and attempt + 1 < SQLITE_LOCK_TRIES:
                     time.sleep(3)
                     continue
                 message = f"{method} {path} -> HTTP {error.code}: {detail}"
