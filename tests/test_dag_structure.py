@@ -234,6 +234,7 @@ def test_the_job_flow_is_a_valid_run_job_flow_request():
 # (yarn.nodemanager.resource.memory-mb in EMR's task configuration table).
 NODE_VCPUS = 8
 EMR_YARN_MB = 24_576
+SPARK_AM_MB = 512 + 384  # Spark's ApplicationMaster in client mode, on one of the core nodes
 WORKER_PEAK_RSS_MB = 200  # a Python worker with ordinary photos (benchmarks.featurize)
 
 
@@ -242,14 +243,17 @@ def megabytes(size: str) -> int:
 
 
 def test_every_platform_runs_the_same_task_slots_per_vcpu():
+    # (Whether YARN admits these executors at all: tests/test_yarn_admission.py.)
     run = config()
-    defaults = emr.job_flow(run, "s3://fruits-lake/code/abc", "run")["Configurations"][1]
-    executor = defaults["Properties"]
+    configurations = emr.job_flow(run, "s3://fruits-lake/code/abc", "run")["Configurations"]
+    (executor,) = [
+        c["Properties"] for c in configurations if c["Classification"] == "spark-defaults"
+    ]
     container_mb = megabytes(executor["spark.executor.memory"]) + megabytes(
         executor["spark.executor.memoryOverhead"]
     )
     slots = int(executor["spark.executor.cores"])
-    emr_slots = EMR_YARN_MB // container_mb * slots  # YARN places executors by memory
+    emr_slots = (EMR_YARN_MB - SPARK_AM_MB) // container_mb * slots  # YARN places by memory
     worker_cores = databricks.job_cluster(run)["spark_env_vars"]["SPARK_WORKER_CORES"]
     assert emr_slots / NODE_VCPUS == TASK_SLOTS_PER_VCPU
     assert int(worker_cores) / NODE_VCPUS == TASK_SLOTS_PER_VCPU

@@ -19,7 +19,7 @@ import re
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, timezone
-from typing import Any, get_type_hints
+from typing import Any, NamedTuple, get_type_hints
 
 PLATFORMS = ("emr", "local", "databricks")
 # Every key prefix of the lake that fruits_config can set (validated alike, each one granted by
@@ -52,6 +52,39 @@ TASK_SLOTS_PER_VCPU = 4
 # An EC2 instance type's size: large (2 vCPUs), xlarge (4) or <n>xlarge (4n), as in every current
 # general-purpose, compute- and memory-optimised family; Databricks names AWS nodes the same way.
 INSTANCE_SIZE = re.compile(r"^[a-z][a-z0-9-]*\.(?:(\d*)x)?large$")
+
+
+class EmrNode(NamedTuple):
+    """What an EMR core node offers YARN: its vCPUs, and the memory EMR gives the NodeManager."""
+
+    vcpus: int
+    yarn_memory_mb: (
+        int  # yarn.nodemanager.resource.memory-mb = yarn.scheduler.maximum-allocation-mb
+    )
+
+
+# The core instance types emr_core_instance_type accepts: AWS's figures, from EMR's "Task
+# configuration" defaults (Amazon EMR Release Guide, emr-hadoop-task-config), where
+# yarn.nodemanager.resource.memory-mb and yarn.scheduler.maximum-allocation-mb are equal for each
+# of these types. The executors are sized from them (fruits.emr), so a type whose figures are not
+# here is refused rather than guessed at. General-purpose types only: 4 GiB per vCPU holds the
+# task slots' Python workers (fruits.emr.EXECUTOR_VCPUS); compute-optimised ones (2 GiB) do not.
+EMR_TASK_CONFIG_URL = (
+    "https://docs.aws.amazon.com/emr/latest/ReleaseGuide/emr-hadoop-task-config.html"
+)
+EMR_CORE_NODES = {
+    f"{family}.{size}": EmrNode(vcpus, memory_mb)
+    for family in ("m5", "m5a", "m5d")
+    for size, vcpus, memory_mb in (
+        ("xlarge", 4, 12_288),
+        ("2xlarge", 8, 24_576),
+        ("4xlarge", 16, 57_344),
+        ("8xlarge", 32, 122_880),
+        ("12xlarge", 48, 188_416),
+        ("16xlarge", 64, 253_952),
+        ("24xlarge", 96, 385_024),
+    )
+}
 
 
 class ConfigError(ValueError):
@@ -314,6 +347,13 @@ class RunConfig:
             "weights_sha256",
             self.weights_sha256,
             "64 hex digits",
+        )
+        _check(
+            self.emr.core_instance_type in EMR_CORE_NODES,
+            "emr_core_instance_type",
+            self.emr.core_instance_type,
+            f"one of the types whose YARN resources are known: {sorted(EMR_CORE_NODES)} "
+            f"(figures from {EMR_TASK_CONFIG_URL})",
         )
         _check(
             self.emr.core_instance_count >= 1,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fruits.config import RunConfig, task_slots
+from fruits.config import EMR_CORE_NODES, RunConfig, task_slots
 from fruits.spark_steps import SparkJob
 
 PROJECT_TAG_KEY = "project"  # the IAM policies scope the Airflow role's EMR calls by this tag
@@ -24,20 +24,54 @@ SPARK_LOG4J2 = {
     "logger.filescanrdd.level": "warn",
 }
 
-# The executors, as YARN places them. EMR's capacity scheduler counts memory only
-# (DefaultResourceCalculator), so an executor's task slots (spark.executor.cores, one task each:
-# spark.task.cpus stays 1) are not bounded by vCPUs, and YARN puts as many executors on a node as
-# its memory holds. Each executor: the task slots of 4 vCPUs (TASK_SLOTS_PER_VCPU each), 3 GiB of
-# JVM heap, and 8 GiB outside it for its Python workers (one per running task, each with its own
-# TFLite interpreter: ~200 MB with ordinary photos, under 900 MB with 200 Mpx ones) and the JVM's
-# own off-heap memory. 11 GiB a container: an m5.2xlarge core node (8 vCPUs, 24 GiB for YARN)
-# runs 2 executors, 32 slots, 4 per vCPU; an m5.xlarge (12 GiB) one, 16 slots on 4 vCPUs.
+# The executors, as YARN admits and places them. The ResourceManager refuses a container that asks
+# for more vcores or memory than its maximum allocation: yarn.scheduler.maximum-allocation-*
+# (Hadoop's default: 4 vcores), capped by the largest registered NodeManager's
+# yarn.nodemanager.resource.* (EMR: the node's vCPUs), whatever the resource calculator (Hadoop's
+# SchedulerUtils.checkResourceRequestAgainstAvailableResource, ClusterNodeTracker). Spark asks
+# YARN for one vcore per task slot (spark.executor.cores; spark.task.cpus cannot go below 1), so
+# TASK_SLOTS_PER_VCPU slots per vCPU means asking for more vcores than the node has vCPUs. The
+# yarn-site classification therefore counts a core node's vcores as its task slots (vCPUs x
+# TASK_SLOTS_PER_VCPU), for the NodeManager and the scheduler's maximum alike: a vcore here is a
+# task slot, which YARN does not pin to a CPU (this cluster configures no CGroups CPU limits).
+# Each executor: the task slots of EXECUTOR_VCPUS vCPUs, EXECUTOR_HEAP_MB of JVM heap, and the rest
+# of its share of the node's YARN memory outside the heap, for its Python workers (one per running
+# task, each with its own TFLite interpreter: ~200 MB with ordinary photos, under 900 MB with
+# 200 Mpx ones) and the JVM's own off-heap memory. Sized so that EMR's capacity scheduler, which
+# places containers by memory alone (DefaultResourceCalculator), puts exactly vCPUs /
+# EXECUTOR_VCPUS executors on a node, as many as its vcores hold, after Spark's ApplicationMaster.
 EXECUTOR_VCPUS = 4
-SPARK_EXECUTORS = {
-    "spark.executor.cores": str(task_slots(EXECUTOR_VCPUS)),
-    "spark.executor.memory": "3g",
-    "spark.executor.memoryOverhead": "8g",
-}
+EXECUTOR_HEAP_MB = 3 * 1024
+# Spark's ApplicationMaster in client mode: spark.yarn.am.memory (512m) + its overhead (384m).
+SPARK_AM_CONTAINER_MB = 512 + 384
+# YARN rounds a container's memory up to yarn.scheduler.minimum-allocation-mb steps (EMR: 32).
+YARN_MEMORY_STEP_MB = 32
+
+
+def node_vcores(instance_type: str) -> int:
+    """A core node's YARN vcores: one per task slot."""
+    return task_slots(EMR_CORE_NODES[instance_type].vcpus)
+
+
+def yarn_site(instance_type: str) -> dict[str, str]:
+    vcores = str(node_vcores(instance_type))
+    return {
+        "yarn.nodemanager.resource.cpu-vcores": vcores,
+        "yarn.scheduler.maximum-allocation-vcores": vcores,
+    }
+
+
+def spark_executors(instance_type: str) -> dict[str, str]:
+    """spark-defaults for the executors of a core node type: each one container YARN admits."""
+    node = EMR_CORE_NODES[instance_type]
+    per_node = node.vcpus // EXECUTOR_VCPUS
+    share_mb = (node.yarn_memory_mb - SPARK_AM_CONTAINER_MB) // per_node
+    container_mb = share_mb // YARN_MEMORY_STEP_MB * YARN_MEMORY_STEP_MB
+    return {
+        "spark.executor.cores": str(task_slots(EXECUTOR_VCPUS)),
+        "spark.executor.memory": f"{EXECUTOR_HEAP_MB}m",
+        "spark.executor.memoryOverhead": f"{container_mb - EXECUTOR_HEAP_MB}m",
+    }
 
 
 def job_flow(config: RunConfig, code_uri: str, run_id: str) -> dict[str, Any]:
@@ -91,9 +125,10 @@ def job_flow(config: RunConfig, code_uri: str, run_id: str) -> dict[str, Any]:
                 "Properties": {
                     "spark.pyspark.python": VENV_PYTHON,
                     "spark.sql.execution.arrow.pyspark.enabled": "true",
-                    **SPARK_EXECUTORS,
+                    **spark_executors(emr.core_instance_type),
                 },
             },
+            {"Classification": "yarn-site", "Properties": yarn_site(emr.core_instance_type)},
             {"Classification": "spark-log4j2", "Properties": SPARK_LOG4J2},
         ],
         # The DAG terminates the cluster; this is the safety net if Airflow itself goes away.
