@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt spark_jobs/requirements.txt package-lock.json | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt spark_jobs/requirements.in package-lock.json | sha256sum | cut -c1-16)
 
 # PySpark must run its workers with the venv's Python, not whatever python3 is on PATH.
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
@@ -19,9 +19,9 @@ INPUT ?= ../shared/data/fruits360-sample
 OUTPUT ?= .local-runs/features
 WEIGHTS ?= ../shared/models/mobilenet_v2_1.0_pretrained_no_top.weights.h5
 
-.PHONY: venv lint test run featurize bench bench-latency grid-screenshot clean
+.PHONY: venv lint test run featurize bench bench-latency grid-screenshot lock wheelhouse clean
 
-$(STAMP): requirements.txt spark_jobs/requirements.txt package.json package-lock.json
+$(STAMP): requirements.txt spark_jobs/requirements.in package.json package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv==0.13.9
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
@@ -64,5 +64,20 @@ bench-latency: venv
 	command -v fusermount3 >/dev/null || apt-get install -y fuse3
 	$(BIN)/python -m benchmarks.latency $(ARGS)
 
+# The cluster's requirements, locked for EMR's Python (3.11, manylinux x86_64) with every file's
+# sha256, from spark_jobs/requirements.in (the local venv installs the .in itself). Pins already in
+# the lock are kept: ARGS=--upgrade to move them. Then which wheel of each pin the cluster gets.
+lock: venv
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--generate-hashes --custom-compile-command "make lock" $(ARGS) \
+		-c spark_jobs/cluster-constraints.txt spark_jobs/requirements.in -o spark_jobs/requirements.lock
+	$(BIN)/python -m fruits.wheelhouse download
+
+# The locked wheels into the lake, where EMR's bootstrap installs them from (never from PyPI):
+# make wheelhouse BUCKET=<lake bucket> [CODE_PREFIX=code], with your AWS credentials.
+CODE_PREFIX ?= code
+wheelhouse: venv
+	$(BIN)/python -m fruits.wheelhouse upload --bucket $(BUCKET) --code-prefix $(CODE_PREFIX)
+
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .local-runs
+	rm -rf $(VENV) node_modules .pytest_cache .local-runs .wheelhouse

@@ -376,7 +376,10 @@ def choose_platform(config: dict, groups: dict[str, str]) -> str:
 
 @task
 def emr_job_flow(config: dict, code_uri: str, run_id=None) -> dict:
-    return emr.job_flow(RunConfig.from_dict(config), code_uri, run_id)
+    run = RunConfig.from_dict(config)
+    lock = (SPARK_JOBS_DIR / code_bundle.REQUIREMENTS_LOCK).read_bytes()
+    wheels = code_bundle.wheelhouse_uri(run.lake_bucket, run.code_prefix, lock)
+    return emr.job_flow(run, code_uri, run_id, wheels)
 
 
 @task(multiple_outputs=True)
@@ -390,7 +393,7 @@ def databricks_job_settings(config: dict, jobs: dict, code_uri: str, run_id=None
         RunConfig.from_dict(config),
         [SparkJob.from_dict(jobs[name]) for name in JOB_ORDER],
         code_uri,
-        (SPARK_JOBS_DIR / "requirements.txt").read_text(),
+        (SPARK_JOBS_DIR / code_bundle.REQUIREMENTS_LOCK).read_text(),
         timeout_s=DEPLOYMENT.step_timeout_s * len(JOB_ORDER),
     )
     return {"settings": settings, "idempotency_token": databricks.idempotency_token(run_id)}

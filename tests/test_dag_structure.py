@@ -12,6 +12,7 @@ from fruits.local_platform import local_master
 from fruits.spark_steps import pipeline_jobs
 from localdev import lake
 
+WHEELHOUSE = "s3://fruits-lake/code/wheelhouse/0123456789abcdef"
 VARIABLE = lake.fruits_config("s3://fruits-lake/models/mobilenet.weights.h5", "e" * 64)
 UPSTREAM = {  # task -> the tasks it waits for: the pipeline's order, exactly
     "resolve_config": set(),
@@ -213,7 +214,9 @@ def emr_shape(operation: str):
 
 def test_the_job_flow_is_a_valid_run_job_flow_request():
     run = config()
-    request = emr.job_flow(run, "s3://fruits-lake/code/abc", "manual__2026-11-25T02:00:00+00:00")
+    request = emr.job_flow(
+        run, "s3://fruits-lake/code/abc", "manual__2026-11-25T02:00:00+00:00", WHEELHOUSE
+    )
     report = ParamValidator().validate(request, emr_shape("RunJobFlow"))
     assert not report.has_errors(), report.generate_report()
     assert request["ReleaseLabel"].startswith("emr-7.")
@@ -226,7 +229,8 @@ def test_the_job_flow_is_a_valid_run_job_flow_request():
         "Tags"
     ]
     bootstrap = request["BootstrapActions"][0]["ScriptBootstrapAction"]
-    assert bootstrap["Args"] == ["s3://fruits-lake/code/abc/requirements.txt"]
+    # The bundle's lock, installed from its wheelhouse (tests/test_cluster_requirements.py).
+    assert bootstrap["Args"] == ["s3://fruits-lake/code/abc/requirements.lock", WHEELHOUSE]
 
 
 # AWS's figures for the default node types: m5.2xlarge (EMR core node) and m5d.2xlarge
@@ -245,7 +249,9 @@ def megabytes(size: str) -> int:
 def test_every_platform_runs_the_same_task_slots_per_vcpu():
     # (Whether YARN admits these executors at all: tests/test_yarn_admission.py.)
     run = config()
-    configurations = emr.job_flow(run, "s3://fruits-lake/code/abc", "run")["Configurations"]
+    configurations = emr.job_flow(run, "s3://fruits-lake/code/abc", "run", WHEELHOUSE)[
+        "Configurations"
+    ]
     (executor,) = [
         c["Properties"] for c in configurations if c["Classification"] == "spark-defaults"
     ]

@@ -225,7 +225,9 @@ def test_the_job_flow_carries_the_tags_the_policies_require():
     """The Airflow role creates only project-tagged clusters; the service role launches only
     what carries the EMR managed-policy tag: the DAG's RunJobFlow request has both."""
     run = config("moved")
-    request = emr.job_flow(run, "s3://fruits-lake/deploy/code/abc", "scheduled__2026-11-25")
+    request = emr.job_flow(
+        run, "s3://fruits-lake/deploy/code/abc", "scheduled__2026-11-25", "s3://fruits-lake/w"
+    )
     tags = {tag["Key"]: tag["Value"] for tag in request["Tags"]}
     (create,) = [
         s
@@ -337,7 +339,7 @@ def test_the_instance_profile_grants_what_the_jobs_read_and_write(settings):
                 else ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
             ):
                 assert granted(policy, action, target), (action, target)
-    log = object_arn(emr.job_flow(run, "s3://b/c", "r")["LogUri"], "j-1/node/x.gz")
+    log = object_arn(emr.job_flow(run, "s3://b/c", "r", "s3://b/w")["LogUri"], "j-1/node/x.gz")
     assert granted(policy, "s3:PutObject", log)
     for prefix in (run.features_prefix, run.quarantine_prefix, run.moments_prefix):
         assert granted(policy, "s3:PutObject", f"arn:aws:s3:::{run.lake_bucket}/{prefix}/d=1/x")

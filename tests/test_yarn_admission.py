@@ -136,7 +136,7 @@ def job_flow_for(core_instance_type: str) -> dict:
         {**VARIABLE, "emr_core_instance_type": core_instance_type},
         Deployment(),
     )
-    return emr.job_flow(config, "s3://fruits-lake/code/abc", "run")
+    return emr.job_flow(config, "s3://fruits-lake/code/abc", "run", "s3://fruits-lake/code/w")
 
 
 @pytest.mark.parametrize("core_instance_type", sorted(EMR_CORE_NODES))

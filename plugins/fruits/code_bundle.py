@@ -14,15 +14,19 @@ from fruits.spark_steps import LIBRARY, LIBRARY_ZIP, is_library_module
 from fruits.wheel import build_wheel, wheel_filename
 
 BUNDLE_MARKER = "_BUNDLE.json"  # written last: its presence means the bundle is complete
+# What the cluster installs: every package pinned with its sha256 (make lock, from
+# requirements.in), from a wheelhouse named by the lock's own sha256 (fruits.wheelhouse).
+REQUIREMENTS_LOCK = "requirements.lock"
+WHEELHOUSE_PREFIX = "wheelhouse"
 # The jobs' library as an installable wheel, for platforms without --py-files (Databricks).
 LIBRARY_WHEEL = f"dist/{wheel_filename(*LIBRARY)}"
 
 
 def bundle_files(spark_jobs_dir: Path) -> dict[str, bytes]:
-    """What runs on the cluster: the job scripts, their requirements, the bootstrap script,
+    """What runs on the cluster: the job scripts, their locked requirements, the bootstrap script,
     and the other modules as one library archive (a .zip for --py-files, a wheel for
     Databricks)."""
-    patterns = ("*.py", "requirements.txt", "bootstrap/*.sh")
+    patterns = ("*.py", REQUIREMENTS_LOCK, "bootstrap/*.sh")
     paths = sorted({p for pattern in patterns for p in spark_jobs_dir.glob(pattern)})
     files = {p.relative_to(spark_jobs_dir).as_posix(): p.read_bytes() for p in paths}
     library = build_wheel(*LIBRARY, {n: c for n, c in files.items() if is_library_module(n)})
@@ -57,3 +61,10 @@ def upload_bundle(s3_hook, bucket: str, code_prefix: str, spark_jobs_dir: Path) 
             replace=True,
         )
     return f"s3://{bucket}/{prefix}"
+
+
+def wheelhouse_uri(bucket: str, code_prefix: str, lock: bytes) -> str:
+    """Where the wheels of a requirements lock live: a new lock is a new wheelhouse."""
+    return (
+        f"s3://{bucket}/{code_prefix}/{WHEELHOUSE_PREFIX}/{hashlib.sha256(lock).hexdigest()[:16]}"
+    )

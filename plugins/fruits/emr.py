@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fruits.code_bundle import REQUIREMENTS_LOCK
 from fruits.config import EMR_CORE_NODES, RunConfig, task_slots
 from fruits.spark_steps import SparkJob
 
@@ -74,7 +75,9 @@ def spark_executors(instance_type: str) -> dict[str, str]:
     }
 
 
-def job_flow(config: RunConfig, code_uri: str, run_id: str) -> dict[str, Any]:
+def job_flow(config: RunConfig, code_uri: str, run_id: str, wheelhouse_uri: str) -> dict[str, Any]:
+    """The cluster; its bootstrap installs the bundle's requirements.lock from `wheelhouse_uri`
+    (fruits.code_bundle.wheelhouse_uri), never from PyPI."""
     emr = config.emr
     instances: dict[str, Any] = {
         "InstanceGroups": [
@@ -108,10 +111,10 @@ def job_flow(config: RunConfig, code_uri: str, run_id: str) -> dict[str, Any]:
         "Instances": instances,
         "BootstrapActions": [
             {
-                "Name": "install spark_jobs/requirements.txt",
+                "Name": "install spark_jobs/requirements.lock",
                 "ScriptBootstrapAction": {
                     "Path": f"{code_uri}/bootstrap/install_requirements.sh",
-                    "Args": [f"{code_uri}/requirements.txt"],
+                    "Args": [f"{code_uri}/{REQUIREMENTS_LOCK}", wheelhouse_uri],
                 },
             }
         ],
