@@ -25,7 +25,7 @@ from fruits.spark_steps import pipeline_jobs
 from localdev import lake
 
 REPO = Path(__file__).resolve().parents[1]
-REQUIREMENTS = (REPO / "spark_jobs" / "requirements.txt").read_text()
+REQUIREMENTS = (REPO / "spark_jobs" / code_bundle.REQUIREMENTS_LOCK).read_text()
 CODE = "s3://fruits-lake/code/abc"
 TOKEN = "dapi-fruits-Secret-Token-5e1f"  # recognisable: must not be written anywhere
 
@@ -66,8 +66,9 @@ def test_the_job_is_a_valid_jobs_api_request_running_the_emr_steps_arguments():
         libraries = task["libraries"]
         assert {"whl": f"{CODE}/{code_bundle.LIBRARY_WHEEL}"} in libraries
         pins = {lib["pypi"]["package"] for lib in libraries if "pypi" in lib}
-        assert pins == set(databricks.requirement_pins(REQUIREMENTS))
-        assert "tensorflow-cpu==2.21.0" in pins and not any(p.startswith("pyspark") for p in pins)
+        # Only what the runtime lacks (tests/test_databricks_libraries.py).
+        assert pins == set(databricks.library_pins(REQUIREMENTS))
+        assert "ai-edge-litert==2.3.0" in pins and not any(p.startswith("pyspark") for p in pins)
 
 
 def test_a_misspelled_field_is_refused_by_the_check():

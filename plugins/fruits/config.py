@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, timezone
 from typing import Any, NamedTuple, get_type_hints
 
+from fruits.databricks_runtime import RUNTIME as DATABRICKS_RUNTIME
+
 PLATFORMS = ("emr", "local", "databricks")
 # Every key prefix of the lake that fruits_config can set (validated alike, each one granted by
 # name in the IAM policies), and the ones whose folders hold the nights' outputs.
@@ -37,7 +39,6 @@ REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 IAM_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-DATABRICKS_RUNTIME = re.compile(r"^\d+\.\d+\.x-[a-z0-9.-]+$")
 # One owner per setting: the run form (Params) owns a run's choices, the deployment (FRUITS_*)
 # the connection ids; fruits_config owns everything else and may not shadow either.
 RUN_FORM_SETTINGS = ("platform", "run_date", "input_prefix", "pca_variance", "pca_k")
@@ -177,7 +178,7 @@ class EmrSettings:
 
 @dataclass(frozen=True)
 class DatabricksSettings:
-    spark_version: str = "15.4.x-scala2.12"  # DBR 15.4 LTS: Spark 3.5, Python 3.11
+    spark_version: str = DATABRICKS_RUNTIME  # DBR 15.4 LTS ML: Spark 3.5, Python 3.11
     node_type_id: str = "m5d.2xlarge"
     num_workers: int = 2
     instance_profile_arn: str = ""  # lets the job cluster read and write the lake
@@ -377,10 +378,11 @@ class RunConfig:
             "an AWS node type of size large, xlarge or <n>xlarge (its vCPUs set the task slots)",
         )
         _check(
-            bool(DATABRICKS_RUNTIME.match(self.databricks.spark_version)),
+            self.databricks.spark_version == DATABRICKS_RUNTIME,
             "databricks_spark_version",
             self.databricks.spark_version,
-            "a Databricks runtime key such as 15.4.x-scala2.12",
+            f"{DATABRICKS_RUNTIME}, the runtime whose libraries the job cluster completes "
+            "(fruits.databricks_runtime)",
         )
 
     def _validate_aws_names(self) -> None:

@@ -15,23 +15,26 @@ from typing import Any
 
 from fruits.code_bundle import LIBRARY_WHEEL
 from fruits.config import RunConfig, instance_vcpus, task_slots
+from fruits.databricks_runtime import JOB_LIBRARIES
 from fruits.spark_steps import SparkJob
+from fruits.wheelhouse import parse_lock
 
 JOB_CLUSTER_KEY = "fruits"
 
 
-def requirement_pins(requirements_txt: str) -> list[str]:
-    """`spark_jobs/requirements.txt` as a list of pins (comments and blank lines dropped)."""
-    pins = [line.split("#", 1)[0].strip() for line in requirements_txt.splitlines()]
-    return [pin for pin in pins if pin]
+def library_pins(requirements_lock: str) -> list[str]:
+    """What the job cluster adds to its runtime (fruits.databricks_runtime), pinned as in
+    `spark_jobs/requirements.lock`: never a library the runtime has, which pip would replace."""
+    locked = parse_lock(requirements_lock)
+    return [f"{name}=={locked[name][0]}" for name in JOB_LIBRARIES]
 
 
 def job_settings(
-    config: RunConfig, jobs: list[SparkJob], code_uri: str, requirements_txt: str, timeout_s: int
+    config: RunConfig, jobs: list[SparkJob], code_uri: str, requirements_lock: str, timeout_s: int
 ) -> dict[str, Any]:
     code = code_uri.rstrip("/")
     # Libraries belong to tasks, not to a shared job cluster (a Jobs API rule).
-    libraries = [{"pypi": {"package": pin}} for pin in requirement_pins(requirements_txt)]
+    libraries = [{"pypi": {"package": pin}} for pin in library_pins(requirements_lock)]
     libraries.append({"whl": f"{code}/{LIBRARY_WHEEL}"})
     tasks = []
     for previous, job in zip([None, *jobs], jobs, strict=False):
