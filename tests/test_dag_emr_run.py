@@ -344,17 +344,25 @@ def test_the_copy_is_verified_blob_by_blob(cloud):
         s3_hook, wasb, sources, target, "attempt1"
     )
     assert verify()["objects"] == 3
+    manifest = json.loads(
+        wasb.read_file(lake.CONTAINER, f"{target.blob_prefix}/{export.EXPORT_MANIFEST}")
+    )
+    assert {name: o["sha256"] for name, o in manifest["objects"].items()} == {
+        blob: hashlib.sha256(body).hexdigest() for blob, body in objects.values()
+    }
 
-    # Same size, other bytes: only the MD5s (S3's ETag, Azure's Content-MD5) tell them apart.
+    # Same size, other bytes: only the checksums of the bytes tell them apart.
     report = objects["runs/2026-11-30/pca/report.json"][1]
     corrupted = report.replace(b"{", b"[").replace(b"}", b"]")
     wasb.load_string(
         corrupted.decode(), lake.CONTAINER, f"{target.blob_prefix}/pca/report.json", overwrite=True
     )
-    md5 = [hashlib.md5(body, usedforsecurity=False).hexdigest() for body in (report, corrupted)]
+    sha = [hashlib.sha256(body).hexdigest() for body in (report, corrupted)]
     with pytest.raises(export.ExportMismatch) as mismatch:
         verify()
-    assert f"content differs: pca/report.json (MD5 {md5[0]} vs {md5[1]})" in str(mismatch.value)
+    assert f"content differs: pca/report.json (SHA-256 in S3 {sha[0]}, in Azure {sha[1]})" in str(
+        mismatch.value
+    )
     wasb.load_string("{}", lake.CONTAINER, f"{target.blob_prefix}/pca/report.json", overwrite=True)
     with pytest.raises(export.ExportMismatch, match="size differs: pca/report.json"):
         verify()

@@ -22,20 +22,15 @@ def is_listing_noise(key: str) -> bool:
 
 
 def list_objects(s3_hook, bucket: str, prefix: str) -> dict[str, dict[str, Any]]:
-    """Relative name -> {size, md5} of every object under prefix/ (the slash matters:
-    `runs/2026-11-2` must not match `runs/2026-11-25`)."""
+    """Relative name -> {size} of every object under prefix/ (the slash matters:
+    `runs/2026-11-2` must not match `runs/2026-11-25`). No ETag: it is an MD5 of the object only
+    for single-part uploads without SSE-KMS or SSE-C (fruits.export hashes the bytes instead)."""
     folder = prefix.rstrip("/") + "/"
-    objects = {}
-    for meta in s3_hook.iter_file_metadata(prefix=folder, bucket_name=bucket):
-        key = meta["Key"]
-        if is_listing_noise(key):
-            continue
-        etag = meta.get("ETag", "").strip('"')
-        objects[key[len(folder) :]] = {
-            "size": int(meta["Size"]),
-            "md5": etag if "-" not in etag else None,  # multipart ETags are not MD5s
-        }
-    return objects
+    return {
+        meta["Key"][len(folder) :]: {"size": int(meta["Size"])}
+        for meta in s3_hook.iter_file_metadata(prefix=folder, bucket_name=bucket)
+        if not is_listing_noise(meta["Key"])
+    }
 
 
 # The extensions featurize reads, in any case (spark_jobs/featurize.py, IMAGE_EXTENSIONS).
