@@ -419,9 +419,8 @@ def test_classify_refuses_bad_arguments(argv, capsys):
     base = ["--features", "f", "--until", "2026-11-25", "--pca", "p", "--moments", "m"]
     with pytest.raises(SystemExit):
         classify.parse_args([*base, "--output", "o", *argv])
-    assert (
-        "must be in [0, 1]" in capsys.readouterr().err or "is not a date" in capsys.readouterr().err
-    )
+    error = capsys.readouterr().err
+    assert "--shrinkage must be in [0, 1]" in error or "is not a date" in error
 
 
 def test_classify_refuses_a_pca_output_without_its_report(spark, tmp_path):
