@@ -111,10 +111,12 @@ def training_moments(features: DataFrame, feature_size: int) -> Moments:
     """The moments of the Training rows, one pass; the partitions' parts merged in partition
     order (Spark's own tree aggregation would merge them in the order tasks finish)."""
     import jobio
-    from splits import assign_splits
+    import splits
 
-    jobio.ship_to_workers(features.sparkSession, sys.modules[__name__])  # partition_moments
-    training = assign_splits(features).where(F.col("split") == "Training").select("features")
+    # partition_moments runs on the workers: they import this module, which imports splits
+    jobio.ship_to_workers(features.sparkSession, sys.modules[__name__], splits)
+    training = splits.assign_splits(features).where(F.col("split") == "Training")
+    training = training.select("features")
     parts = training.mapInArrow(partition_moments, MOMENTS_DDL).collect()
     total = Moments.empty(feature_size)
     for row in sorted(parts, key=lambda row: row["partition"]):
