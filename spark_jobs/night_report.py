@@ -152,13 +152,12 @@ def report_png(report: dict[str, Any]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(2, 2, figsize=(15, 10))
-    figure.suptitle(f"Fruits! night {report['night']}", fontsize=16, fontweight="bold")
+    figure, axes = plt.subplots(2, 2, figsize=(16, 10), layout="constrained")
+    figure.suptitle(f"Fruits! night {report['night']}", fontsize=17, fontweight="bold")
     _figures_panel(axes[0, 0], report)
     _trend_panel(axes[0, 1], report["accuracy_trend"])
     _mix_panel(axes[1, 0], report["class_mix"], set(report["classes"]["new"]))
     _shift_panel(axes[1, 1], report["mean_shift"])
-    figure.tight_layout(rect=(0, 0, 1, 0.96))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)
@@ -181,16 +180,22 @@ def _figures_panel(axes, report: dict[str, Any]) -> None:
             _percent(report["prequential_accuracy"])
             + ("" if change is None else f"  ({change * 100:+.1f} pts vs trend)"),
         ),
+        ("refit accuracy", _percent(report["accuracy_trend"][-1]["refit"])),
         ("classes tonight / before", f"{classes['night']} / {classes['history']}"),
-        ("new classes", f"{len(new)}" + (f": {', '.join(new[:4])}" if new else "")),
+        ("new classes", f"{len(new)}" + (f": {_names(new)}" if new else "")),
         ("nights before", f"{report['nights_before']}"),
     ]
     axes.axis("off")
     for row, (name, value) in enumerate(lines):
-        y = 0.9 - row * 0.15
-        axes.text(0.02, y, name, fontsize=13, color="dimgray", transform=axes.transAxes)
-        axes.text(0.45, y, value, fontsize=14, fontweight="bold", transform=axes.transAxes)
-    axes.set_title("The night", loc="left", fontsize=13)
+        y = 0.9 - row * 0.13
+        axes.text(0.0, y, name, fontsize=13, color="dimgray", transform=axes.transAxes)
+        axes.text(0.42, y, value, fontsize=14, fontweight="bold", transform=axes.transAxes)
+    axes.set_title("The night", loc="left", fontsize=14)
+
+
+def _names(labels: list[str], shown: int = 2) -> str:
+    names = ", ".join(label[:18] for label in labels[:shown])
+    return names + (f" +{len(labels) - shown}" if len(labels) > shown else "")
 
 
 def _trend_panel(axes, trend: list[dict[str, Any]]) -> None:
@@ -199,10 +204,13 @@ def _trend_panel(axes, trend: list[dict[str, Any]]) -> None:
         values = [np.nan if t[key] is None else t[key] for t in trend]
         axes.plot(nights, values, style, label=key, markersize=7)
     axes.set_ylim(max(0.0, np.nanmin([t["refit"] or 1 for t in trend] + [1]) - 0.1), 1.005)
-    axes.set(ylabel="accuracy on the night's Test photos")
+    axes.set(ylabel="accuracy")
     axes.set_title(
-        "Accuracy: prequential (model of the night before) and refit", loc="left", fontsize=13
+        "Accuracy on each night's Test photos\nprequential = the model of the night before",
+        loc="left",
+        fontsize=14,
     )
+    axes.yaxis.set_major_formatter(matplotlib_percent())
     axes.grid(alpha=0.3)
     axes.legend(loc="lower left")
     axes.tick_params(axis="x", rotation=45)
@@ -216,15 +224,18 @@ def _mix_panel(axes, mix: list[dict[str, Any]], new: set[str]) -> None:
     axes.barh(y - 0.2, [m["night_share"] for m in shown], 0.4, label="tonight", color="tab:blue")
     axes.set_yticks(y, [m["label"] + (" (new)" if m["label"] in new else "") for m in shown])
     axes.xaxis.set_major_formatter(matplotlib_percent())
+    axes.set_xlabel("share of the photos")
     axes.set_title(
-        f"Class mix: the {len(shown)} classes whose share changed most", loc="left", fontsize=13
+        f"Class mix vs the history: the {len(shown)} largest changes", loc="left", fontsize=14
     )
-    axes.legend(loc="lower right")
+    axes.legend(loc="lower right", bbox_to_anchor=(1, 1), ncol=2, frameon=False)
 
 
 def _shift_panel(axes, shift: dict[str, Any] | None) -> None:
     axes.set_title(
-        "Mean shift vs the history (PCA space, in within-class spreads)", loc="left", fontsize=13
+        "Class mean shift vs the history\n(PCA space, in within-class spreads)",
+        loc="left",
+        fontsize=14,
     )
     if not shift or not shift["per_class"]:
         axes.axis("off")
@@ -245,4 +256,4 @@ def _shift_panel(axes, shift: dict[str, Any] | None) -> None:
 def matplotlib_percent():
     from matplotlib.ticker import PercentFormatter
 
-    return PercentFormatter(1.0, decimals=0)
+    return PercentFormatter(1.0)
