@@ -9,7 +9,7 @@ D, and publishes the night's outputs to Azure Blob Storage.
    fails here, once, before any cluster exists, with a message naming it.
    **find_new_photos**: no photo under `landing/D/`: the run succeeds here and says so; nothing
    is started or published.
-2. **setup**: `clear_night_outputs` empties `runs/D/` and the night's PCA statistics, so nothing
+2. **setup**: `clear_night_outputs` empties `runs/D/` and the night's kept statistics, so nothing
    a failed or earlier run of D left can be exported or reused; `upload_spark_jobs` puts
    `spark_jobs/` under `s3://<lake>/code/<content hash>/` (skipped if there), so each run names
    the exact code it ran; `check_weights`: the pinned weights artifact is in S3 with the pinned
@@ -359,9 +359,10 @@ def find_new_photos(config: dict) -> int:
 
 @task
 def clear_night_outputs(config: dict) -> int:
-    """Empty runs/<date>/ and the night's PCA statistics first: whatever a failed or older run of
-    the date left there, this run's outputs are all the export will find, and no later night
-    reuses statistics of features this run replaces. (Featurize replaces its own partitions; the
+    """Empty runs/<date>/ and the night's kept statistics (PCA's moments, the classifier's class
+    sums and evaluation) first: whatever a failed or older run of the date left there, this
+    run's outputs are all the export will find, and no later night reuses statistics of
+    features this run replaces. (Featurize replaces its own partitions; the
     published copy in Azure stays until the new one is verified.)"""
     run = RunConfig.from_dict(config)
     prefixes = (run.run_prefix, run.partition_prefix(run.moments_prefix))

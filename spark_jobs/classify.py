@@ -1,150 +1,335 @@
-"""Score a classifier on the features: how good are they?
+"""Fit the nightly classifier from kept statistics and score the night's new Test photos.
 
-    spark-submit spark_jobs/classify.py --input PCA_OR_FEATURES_URI --output URI
+    spark-submit spark_jobs/classify.py --features ROOT --until YYYY-MM-DD --pca URI \\
+        --moments ROOT --output URI [--shrinkage 0.1]
 
-Trains a multinomial logistic regression (Spark ML) on the rows whose split is `Training` and
-scores the rows whose split is `Test` (`splits.py`: the folders' split, else a hash of the path,
-the same rule PCA fits by). Reads `pca_features` when present, else `features`: on a night, pca's
-`vectors/` hold every photo of the history up to that night. Writes `<output>/model` (the fitted
-PipelineModel) and `<output>/metrics.json` (last: it marks the output complete) with accuracy,
-macro F1, per-class precision/recall/F1, counts per split and the split rule used.
+The classifier is a shrinkage linear discriminant on the 1280 features (`discriminant.py`),
+fitted exactly from each night's statistics kept under `--moments ROOT/ingest_date=<date>/`:
+pca's Training moments and, per class and split, the rows and feature sum (`class_sums.npz`).
+Nothing reads the history's rows: the night `--until` is summarised from its features; an
+earlier night's statistics are reused, or computed once from its features if missing. The
+nights are those pca used (`--pca`'s report.json, which marks pca's output complete).
+
+The night's Test rows (`splits.py`) are scored by the model fitted before the night
+(prequential) and by the new one (refit); the confusion counts are kept per night
+(`evaluation.json`), so the accuracy over the history is their sum (`evaluation.py`).
+
+Writes under --output:
+- `model/`: a PipelineModel, `features_vector` (`array_to_vector` of `features`) ->
+  `prediction`, `probability` -> `predicted_label`: a multinomial LogisticRegressionModel;
+- `report.json` and `report.png`: what changed tonight (`night_report.py`);
+- `metrics.json` (last: it marks the output complete): the refit accuracy on the night's Test
+  rows as `accuracy` (with macro F1 and per class), and `evaluations`: prequential and refit,
+  for the night and summed over the history to date.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
+from typing import Any
 
-from pyspark.ml import Pipeline
-from pyspark.ml.classification import LogisticRegression
-from pyspark.ml.feature import IndexToString, StringIndexer
+from pyspark.ml import PipelineModel
 from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from discriminant import FEATURES_VECTOR, Discriminant, fit_discriminant, spark_model
+from evaluation import EVALUATION_FILE, NightEvaluation, confusion, history_totals
+from moments import (
+    CLASS_SUMS_FILE,
+    MOMENTS_FILE,
+    ClassSums,
+    Moments,
+    class_sums,
+    training_moments,
+)
+
+PARTITION = "ingest_date"
+MANIFEST = "_manifest.json"  # featurize's, with the night's photo counts
+DEFAULT_SHRINKAGE = 0.1  # 0.9912 on the shared sample; Ledoit-Wolf's estimate scored 0.984
+
 
 @dataclass(frozen=True)
 class Args:
-    input: str
+    features: str
+    until: str
+    pca: str
+    moments: str
     output: str
-    max_iter: int
-    reg_param: float
+    shrinkage: float
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", required=True, help="pca's vectors/ or featurize's output")
+    parser.add_argument("--features", required=True, help="root of featurize's nightly partitions")
+    parser.add_argument("--until", required=True, help="the night to classify (YYYY-MM-DD)")
+    parser.add_argument("--pca", required=True, help="pca's output for that night")
+    parser.add_argument("--moments", required=True, help="root keeping each night's statistics")
     parser.add_argument("--output", required=True)
-    parser.add_argument("--max-iter", type=int, default=200)
-    parser.add_argument("--reg-param", type=float, default=1e-3)
+    parser.add_argument(
+        "--shrinkage",
+        type=float,
+        default=DEFAULT_SHRINKAGE,
+        help="weight of the diagonal in the within-class covariance, in [0, 1]",
+    )
     parsed = parser.parse_args(argv)
-    return Args(parsed.input, parsed.output.rstrip("/"), parsed.max_iter, parsed.reg_param)
-
-
-def completion_marker(input_uri: str) -> tuple[str, str]:
-    """(folder, marker) that says the input is whole: pca's report.json for its vectors/,
-    featurize's _manifest.json for its output."""
-    path = input_uri.rstrip("/")
-    if path.endswith("/vectors"):
-        return path.rsplit("/", 1)[0], "report.json"
-    return path, "_manifest.json"
-
-
-def feature_column(rows: DataFrame) -> str:
-    for name in ("pca_features", "features"):
-        if name in rows.columns:
-            return name
-    raise SystemExit("classify: the input has neither pca_features nor features")
-
-
-def classifier(args: Args) -> Pipeline:
-    indexer = StringIndexer(inputCol="label", outputCol="label_index", handleInvalid="keep")
-    # No per-feature standardization: PCA components (and the raw features, post-ReLU averages in
-    # one unit) already carry their scale. Standardizing gives the last, noise-only components
-    # as much weight as the first: on the bundled sample accuracy fell from 1.00 to 0.69.
-    return Pipeline(
-        stages=[
-            indexer,
-            LogisticRegression(
-                featuresCol="vector",
-                labelCol="label_index",
-                family="multinomial",
-                maxIter=args.max_iter,
-                regParam=args.reg_param,
-                standardization=False,
-            ),
-        ]
+    if not 0 <= parsed.shrinkage <= 1:
+        parser.error("--shrinkage must be in [0, 1]")
+    try:
+        date.fromisoformat(parsed.until)
+    except ValueError:
+        parser.error(f"--until {parsed.until!r} is not a date (YYYY-MM-DD)")
+    return Args(
+        features=parsed.features.rstrip("/"),
+        until=parsed.until,
+        pca=parsed.pca.rstrip("/"),
+        moments=parsed.moments.rstrip("/"),
+        output=parsed.output.rstrip("/"),
+        shrinkage=parsed.shrinkage,
     )
 
 
-def per_class_metrics(scored: DataFrame) -> dict[str, dict[str, float]]:
-    """Precision, recall, F1 and support of every true or predicted label (small: one row each)."""
-    counts = (
-        scored.select(F.col("label").alias("actual"), F.col("predicted_label").alias("predicted"))
-        .groupBy("actual", "predicted")
-        .count()
-        .collect()
+def partition_uri(root: str, night: str) -> str:
+    return f"{root}/{PARTITION}={night}"
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """What the classifier keeps of a night, or of nights merged: Training moments, class sums."""
+
+    moments: Moments
+    classes: ClassSums
+
+    @classmethod
+    def empty(cls, d: int) -> Statistics:
+        return cls(Moments.empty(d), ClassSums.empty(d))
+
+    def merge(self, other: Statistics) -> Statistics:
+        return Statistics(self.moments.merge(other.moments), self.classes.merge(other.classes))
+
+    def discriminant(self, shrinkage: float) -> Discriminant | None:
+        """None while fewer than two classes have Training rows."""
+        if (self.classes.split("Training")[0] > 0).sum() < 2:
+            return None
+        return fit_discriminant(self.moments, self.classes, shrinkage)
+
+
+NightRows = Callable[[str], DataFrame]
+
+
+def night_reader(spark: SparkSession, root: str) -> NightRows:
+    """night -> its rows with their split and features_vector, read once and cached."""
+    from splits import assign_splits
+
+    @functools.cache
+    def rows_of(night: str) -> DataFrame:
+        rows = spark.read.parquet(partition_uri(root, night))
+        missing = {"path", "label", "split", "features"} - set(rows.columns)
+        if missing:
+            raise SystemExit(f"classify: the features of {night} lack column(s) {sorted(missing)}")
+        return assign_splits(rows).withColumn(FEATURES_VECTOR, array_to_vector("features")).cache()
+
+    return rows_of
+
+
+def night_statistics(
+    spark: SparkSession, args: Args, night: str, rows_of: NightRows, d: int
+) -> Statistics:
+    """The night's kept statistics; what is missing (and, for --until, the class sums, as its
+    features were just written) is computed from its features and kept."""
+    import jobio
+
+    folder = partition_uri(args.moments, night)
+    sums_uri, moments_uri = jobio.join(folder, CLASS_SUMS_FILE), jobio.join(folder, MOMENTS_FILE)
+    if night != args.until and jobio.exists(spark, sums_uri):
+        sums = ClassSums.from_bytes(jobio.read_bytes(spark, sums_uri))
+    else:
+        sums = class_sums(rows_of(night), d)
+        jobio.write_bytes(spark, sums_uri, sums.to_bytes())
+        print(f"classify: night {night}: {int(sums.counts.sum())} rows summarised per class")
+    training_rows = int(sums.split("Training")[0].sum())
+    moments = None
+    if jobio.exists(spark, moments_uri):  # pca's, written by this night's pca run
+        moments = Moments.from_bytes(jobio.read_bytes(spark, moments_uri))
+    if moments is None or moments.n != training_rows:
+        moments = training_moments(rows_of(night), d)
+        jobio.write_bytes(spark, moments_uri, moments.to_bytes())
+    if moments.n != training_rows:
+        raise SystemExit(
+            f"classify: night {night}: {moments.n} Training rows in the moments, {training_rows} "
+            "in the class sums, both computed from its features: a bug, not a stale file"
+        )
+    return Statistics(moments, sums)
+
+
+def score_night(
+    spark: SparkSession,
+    night: str,
+    test_rows: DataFrame,
+    before: Discriminant | None,
+    after: Discriminant | None,
+) -> NightEvaluation:
+    def scored(model: Discriminant | None):
+        return None if model is None else confusion(spark_model(spark, model), test_rows)
+
+    return NightEvaluation(night, prequential=scored(before), refit=scored(after))
+
+
+def kept_or_scored(
+    spark: SparkSession,
+    args: Args,
+    night: str,
+    before: Statistics,
+    after: Statistics,
+    rows_of: NightRows,
+) -> NightEvaluation:
+    """An earlier night's evaluation as kept, else scored once (from its own Test rows)."""
+    import jobio
+
+    kept = jobio.join(partition_uri(args.moments, night), EVALUATION_FILE)
+    if jobio.exists(spark, kept):
+        return NightEvaluation.from_json(jobio.read_json(spark, kept))
+    test_rows = rows_of(night).where(F.col("split") == "Test")
+    evaluation = score_night(
+        spark,
+        night,
+        test_rows,
+        before.discriminant(args.shrinkage),
+        after.discriminant(args.shrinkage),
     )
-    labels = sorted({r["actual"] for r in counts} | {r["predicted"] for r in counts})
-    metrics = {}
-    for label in labels:
-        true_positive = sum(r["count"] for r in counts if r["actual"] == label == r["predicted"])
-        actual = sum(r["count"] for r in counts if r["actual"] == label)
-        predicted = sum(r["count"] for r in counts if r["predicted"] == label)
-        precision = true_positive / predicted if predicted else 0.0
-        recall = true_positive / actual if actual else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        metrics[label] = {"precision": precision, "recall": recall, "f1": f1, "support": actual}
-    return metrics
+    jobio.write_json(spark, kept, evaluation.to_json())
+    return evaluation
+
+
+def evaluations_block(
+    night: str, tonight: NightEvaluation, evaluations: list[NightEvaluation]
+) -> dict[str, Any]:
+    """Which model scored which rows, for each accuracy of metrics.json."""
+    totals = history_totals(evaluations)
+    prequential = tonight.prequential
+    return {
+        "refit_night": {
+            "model": f"fitted on the nights up to {night}",
+            "scored": f"the Test rows of {night}",
+            **tonight.refit.summary(),
+        },
+        "prequential_night": None
+        if prequential is None
+        else {
+            "model": f"fitted on the nights before {night} (the previous night's model)",
+            "scored": f"the Test rows of {night}",
+            **prequential.summary(),
+        },
+        "prequential_history": {
+            "model": "for each night, the model fitted on the nights before it",
+            "scored": f"the Test rows of every night up to {night}, each once",
+            "nights": sum(1 for e in evaluations if e.prequential is not None),
+            **totals["prequential"].summary(),
+        },
+        "refit_history": {
+            "model": "for each night, that night's own model",
+            "scored": f"the Test rows of every night up to {night}, each once",
+            "nights": sum(1 for e in evaluations if e.refit is not None),
+            **totals["refit"].summary(),
+        },
+    }
+
+
+def pca_model_and_nights(spark: SparkSession, args: Args) -> tuple[PipelineModel, list[str], int]:
+    import jobio
+
+    jobio.require_complete(spark, args.pca, "report.json", job="classify")
+    report = jobio.read_json(spark, jobio.join(args.pca, "report.json"))
+    nights = report["nights"]
+    if not nights or nights[-1] != args.until:
+        raise SystemExit(
+            f"classify: {args.pca} is pca's output up to {report.get('until')}, not {args.until}"
+        )
+    model = PipelineModel.load(jobio.join(args.pca, "model"))
+    return model, nights, int(report["feature_size"])
 
 
 def main(argv: list[str] | None = None) -> None:
     import jobio
-    from splits import assign_splits, split_rule
+    from night_report import History, build_report, linear_part, report_png
+    from splits import split_rule
 
     args = parse_args(argv)
     started = time.time()
     spark = SparkSession.builder.appName("fruits-classify").getOrCreate()
+    pca_model, nights, d = pca_model_and_nights(spark, args)
+    rows_of = night_reader(spark, args.features)
 
-    jobio.require_complete(spark, *completion_marker(args.input), job="classify")
-    rows = spark.read.parquet(args.input)
-    column = feature_column(rows)
-    rule = split_rule(rows)
-    rows = assign_splits(rows).withColumn("vector", array_to_vector(column)).cache()
-    training, test = rows.where("split = 'Training'"), rows.where("split = 'Test'")
-    counts = {"Training": training.count(), "Test": test.count()}
-    if min(counts.values()) == 0:
-        raise SystemExit(f"classify: need rows in both splits, got {counts}")
+    history, evaluations = Statistics.empty(d), []
+    for night in nights[:-1]:
+        statistics = night_statistics(spark, args, night, rows_of, d)
+        merged = history.merge(statistics)
+        evaluations.append(kept_or_scored(spark, args, night, history, merged, rows_of))
+        history = merged
+
+    night = args.until
+    before, tonight = history, night_statistics(spark, args, night, rows_of, d)
+    history = before.merge(tonight)
+    model = history.discriminant(args.shrinkage)
+    if model is None:
+        raise SystemExit(
+            f"classify: the Training rows up to {night} hold "
+            f"{len(history.classes.labels)} class(es): a classifier needs 2 or more"
+        )
+    test_rows = rows_of(night).where(F.col("split") == "Test")
+    evaluation = score_night(spark, night, test_rows, before.discriminant(args.shrinkage), model)
+    jobio.write_json(
+        spark,
+        jobio.join(partition_uri(args.moments, night), EVALUATION_FILE),
+        evaluation.to_json(),
+    )
+    evaluations.append(evaluation)
 
     jobio.delete(spark, jobio.join(args.output, "metrics.json"))
-    model = classifier(args).fit(training)
-    labels = model.stages[0].labels
-    scored = IndexToString(
-        inputCol="prediction", outputCol="predicted_label", labels=labels
-    ).transform(model.transform(test))
-    per_class = {k: v for k, v in per_class_metrics(scored).items() if v["support"] > 0}
-    correct = scored.where(F.col("label") == F.col("predicted_label")).count()
-    model.write().overwrite().save(jobio.join(args.output, "model"))
+    spark_model(spark, model).write().overwrite().save(jobio.join(args.output, "model"))
+    manifest = jobio.read_json(spark, jobio.join(partition_uri(args.features, night), MANIFEST))
+    report = build_report(
+        night,
+        History(before.moments, before.classes),
+        tonight.classes,
+        manifest["counts"],
+        evaluations,
+        linear_part(pca_model, d),
+    )
+    jobio.write_json(spark, jobio.join(args.output, "report.json"), report)
+    jobio.write_bytes(spark, jobio.join(args.output, "report.png"), report_png(report))
 
+    refit = evaluation.refit
     metrics = {
         "job": "classify",
-        "input": args.input,
-        "features_column": column,
+        "features": args.features,
+        "until": night,
+        "nights": nights,
         "classifier": (
-            f"multinomial logistic regression (regParam={args.reg_param}, unstandardized)"
+            f"linear discriminant on the {d} features (shrinkage {args.shrinkage}), as a "
+            "multinomial LogisticRegressionModel"
         ),
-        "split_rule": rule,
-        "counts": counts,
-        "classes": len(per_class),
-        "accuracy": correct / counts["Test"],
-        "macro_f1": sum(m["f1"] for m in per_class.values()) / len(per_class),
-        "per_class": per_class,
+        "fitted_from": "each night's kept class sums and Training moments, merged",
+        "shrinkage": args.shrinkage,
+        "split_rule": split_rule(spark.read.parquet(partition_uri(args.features, night))),
+        "counts": {"Training": history.moments.n, "Test": refit.rows},
+        "classes": len(model.labels),
+        "accuracy": refit.accuracy,
+        "macro_f1": refit.macro_f1(),
+        "per_class": {k: v for k, v in refit.per_class().items() if v["support"] > 0},
+        "evaluations": evaluations_block(night, evaluation, evaluations),
     }
     jobio.write_json(spark, jobio.join(args.output, "metrics.json"), metrics)
+    accuracy = "n/a" if refit.accuracy is None else f"{refit.accuracy:.4f}"
     print(
-        f"classify: accuracy {metrics['accuracy']:.4f} on {counts['Test']} Test rows "
-        f"({time.time() - started:.1f} s)"
+        f"classify: accuracy {accuracy} on {refit.rows} Test rows of {night} "
+        f"({history.moments.n} Training rows of {len(nights)} night(s); "
+        f"{time.time() - started:.1f} s)"
     )
 
 

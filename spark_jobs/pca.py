@@ -33,12 +33,10 @@ from __future__ import annotations
 import argparse
 import io
 import time
-import zipfile
 from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
-import pyarrow as pa
 from pyspark.ml import PipelineModel
 from pyspark.ml.feature import PCAModel, StandardScalerModel
 from pyspark.ml.functions import array_to_vector, vector_to_array
@@ -46,9 +44,11 @@ from pyspark.ml.linalg import DenseMatrix, DenseVector
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from ml_models import java_model as _java_model
+from moments import MOMENTS_FILE, Moments, training_moments
+
 PLOT_SAMPLE_ROWS = 5000  # the projection plot never collects more than this
 MANIFEST = "_manifest.json"  # featurize writes it last: the night's partition is complete
-MOMENTS_FILE = "training_moments.npz"
 PARTITION = "ingest_date"
 
 
@@ -131,100 +131,6 @@ def partition_uri(root: str, night: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Sufficient statistics, merged exactly
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Moments:
-    """Row count, mean and centred sum of outer products (float64) of a set of rows."""
-
-    n: int
-    mean: np.ndarray  # (d,)
-    m2: np.ndarray  # (d, d): sum over rows of (x - mean)(x - mean)^T
-
-    @classmethod
-    def empty(cls, d: int) -> Moments:
-        return cls(0, np.zeros(d), np.zeros((d, d)))
-
-    @classmethod
-    def of(cls, rows: np.ndarray) -> Moments:
-        rows = np.asarray(rows, np.float64)
-        mean = rows.mean(axis=0)
-        centred = rows - mean
-        return cls(len(rows), mean, centred.T @ centred)
-
-    def merge(self, other: Moments) -> Moments:
-        """The moments of both sets of rows (Chan, Golub & LeVeque's pairwise update)."""
-        if other.n == 0:
-            return self
-        if self.n == 0:
-            return other
-        n = self.n + other.n
-        delta = other.mean - self.mean
-        mean = self.mean + delta * (other.n / n)
-        m2 = self.m2 + other.m2 + np.outer(delta, delta) * (self.n * other.n / n)
-        return Moments(n, mean, m2)
-
-    def covariance(self) -> np.ndarray:
-        return self.m2 / max(self.n - 1, 1)
-
-    def to_bytes(self) -> bytes:
-        """An .npz (np.load reads it) with fixed timestamps: same moments, same bytes."""
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for name, array in (("n", np.int64(self.n)), ("mean", self.mean), ("m2", self.m2)):
-                payload = io.BytesIO()
-                np.save(payload, np.asarray(array), allow_pickle=False)
-                entry = zipfile.ZipInfo(f"{name}.npy", date_time=(2020, 1, 1, 0, 0, 0))
-                archive.writestr(entry, payload.getvalue())
-        return buffer.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Moments:
-        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-            return cls(int(arrays["n"]), arrays["mean"], arrays["m2"])
-
-
-MOMENTS_SCHEMA = pa.schema([("partition", pa.int64()), ("moments", pa.binary())])
-MOMENTS_DDL = "partition bigint, moments binary"
-
-
-def partition_moments(batches):
-    """mapInArrow body: the moments of one partition's `features` rows, as one row (none if the
-    partition is empty). Batches are merged in the order they come: deterministic."""
-    from pyspark import TaskContext
-
-    total = None
-    for batch in batches:
-        column = batch.column("features")
-        if len(column) == 0:
-            continue
-        rows = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1)
-        moments = Moments.of(rows)
-        total = moments if total is None else total.merge(moments)
-    if total is not None:
-        partition = TaskContext.get().partitionId()
-        yield pa.RecordBatch.from_arrays(
-            [pa.array([partition], pa.int64()), pa.array([total.to_bytes()], pa.binary())],
-            schema=MOMENTS_SCHEMA,
-        )
-
-
-def training_moments(features: DataFrame, feature_size: int) -> Moments:
-    """The moments of the Training rows, one pass; the partitions' parts merged in partition
-    order (Spark's own tree aggregation would merge them in the order tasks finish)."""
-    from splits import assign_splits
-
-    training = assign_splits(features).where(F.col("split") == "Training").select("features")
-    parts = training.mapInArrow(partition_moments, MOMENTS_DDL).collect()
-    total = Moments.empty(feature_size)
-    for row in sorted(parts, key=lambda row: row["partition"]):
-        total = total.merge(Moments.from_bytes(bytes(row["moments"])))
-    return total
-
-
-# --------------------------------------------------------------------------------------------
 # Principal components, as a Spark ML pipeline
 # --------------------------------------------------------------------------------------------
 
@@ -302,17 +208,6 @@ def _scaler(spark, uid, input_column, output_column, mean=None, std=None) -> Sta
         inputCol=input_column, outputCol=output_column, withMean=with_mean, withStd=not with_mean
     )
     return model
-
-
-def _java_model(spark, wrapper, java_class: str, uid: str, *arguments):
-    """A Spark ML model from its numbers, through its (package-private) JVM constructor."""
-    from pyspark.ml.common import _py2java
-
-    context = spark.sparkContext
-    constructor = context._jvm
-    for part in java_class.split("."):
-        constructor = getattr(constructor, part)
-    return wrapper(constructor(uid, *(_py2java(context, a) for a in arguments)))
 
 
 def choose_k(cumulative: list[float], variance: float) -> int:

@@ -28,7 +28,7 @@ SECRET_KEY_ID, SECRET_KEY = "AKIAFRUITSTESTKEY0001", "fruits-Secret-Do-Not-Leak-
 OUTPUT_FILES = {  # what each job writes under its --output (and --quarantine)
     "featurize": ["part-00000.parquet", "_manifest.json"],
     "pca": ["vectors/part-00000.parquet", "model/metadata/part-00000", "report.json"],
-    "classify": ["metrics.json", "model/metadata/part-00000"],
+    "classify": ["metrics.json", "report.json", "report.png", "model/metadata/part-00000"],
 }
 
 
@@ -41,7 +41,19 @@ MARKERS = {
         "rows": {"fitted": 4, "projected": 5},
         "nights": ["2026-11-24", "2026-11-25"],
     },
-    "metrics.json": {"accuracy": 0.75, "macro_f1": 0.7},
+    "metrics.json": {
+        "accuracy": 0.75,
+        "macro_f1": 0.7,
+        "evaluations": {
+            "prequential_night": {"accuracy": 0.5},
+            "prequential_history": {"accuracy": 0.6},
+        },
+    },
+    "classify/report.json": {
+        "photos": {"quarantine_rate": 1 / 3},
+        "classes": {"new": ["kiwi"]},
+        "mean_shift": {"overall": {"in_spreads": 0.2}, "per_class": {"apple": {"in_spreads": 0.4}}},
+    },
 }
 
 
@@ -61,7 +73,8 @@ def write_outputs(s3, job: str, arguments: list[str]) -> None:
             for old in s3.list_objects_v2(Bucket=bucket, Prefix=key + "/").get("Contents", []):
                 s3.delete_object(Bucket=bucket, Key=old["Key"])
             for name in OUTPUT_FILES[job] if flag == "--output" else ["part-0.parquet"]:
-                body = json.dumps(MARKERS.get(name, {"job": job, "file": name})).encode()
+                marker = MARKERS.get(f"{job}/{name}", MARKERS.get(name))
+                body = json.dumps(marker or {"job": job, "file": name}).encode()
                 s3.put_object(Bucket=bucket, Key=f"{key}/{name}", Body=body)
 
 

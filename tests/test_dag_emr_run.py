@@ -75,6 +75,8 @@ def test_a_successful_run_publishes_to_azure_and_terminates_the_cluster(pipeline
             "photos_total": 5,
         }
         assert (extra["pca_k"], extra["explained_variance"], extra["accuracy"]) == (7, 0.951, 0.75)
+        assert (extra["accuracy_prequential"], extra["classes_new"]) == (0.5, 1)  # night report
+        assert (extra["mean_shift_max_class"], extra["mean_shift_max"]) == ("apple", 0.4)
         assert extra["platform"] == "emr" and extra["duration_s"] >= 0
         cluster = emr_cluster(endpoints, extra["emr_cluster_id"])
         hours = cluster["NormalizedInstanceHours"]  # as EMR counts them (moto: 0)

@@ -295,7 +295,10 @@ def test_the_steps_are_valid_add_job_flow_steps_requests(params):
     assert flags[1]["--until"] == "2026-11-25"  # ...up to the night
     assert flags[1]["--moments"] == "s3://fruits-lake/moments"
     assert ("--k" in pca) == ("pca_k" in params)
-    assert flags[2]["--input"] == "s3://fruits-lake/runs/2026-11-25/pca/vectors"
+    assert flags[2]["--pca"] == "s3://fruits-lake/runs/2026-11-25/pca"
+    assert flags[2]["--features"] == flags[1]["--features"]  # read: the night, and lost statistics
+    assert flags[2]["--moments"] == flags[1]["--moments"]  # kept beside PCA's, cleared with them
+    assert flags[2]["--until"] == "2026-11-25"
 
 
 def test_the_library_archive_carries_every_module_but_the_jobs(tmp_path):

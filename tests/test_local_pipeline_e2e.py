@@ -37,6 +37,7 @@ def test_every_output_arrived_in_azurite(two_nights):
     names = {name[len(prefix) :] for name in second["blobs"]}
     assert {"features/_manifest.json", "pca/report.json", "classify/metrics.json"} <= names
     assert {"pca/scree.png", "pca/projection.png", "_EXPORT_MANIFEST.json"} <= names
+    assert {"classify/report.json", "classify/report.png"} <= names
     assert any(n.startswith("features/part-") and n.endswith(".parquet") for n in names)
     assert any(n.startswith("quarantine/part-") for n in names)
     assert any(n.startswith("pca/model/") for n in names)
@@ -62,13 +63,17 @@ def test_each_night_featurizes_its_own_photos_and_refits_over_the_history(two_ni
     assert second_report["rows"] == {"fitted": 144, "projected": 216}
     assert second_report["explained_variance_at_k"] >= 0.95
     metrics = read(second["results"], "classify/metrics.json")
-    assert metrics["split_rule"] == "folders" and metrics["counts"] == {"Training": 144, "Test": 72}
+    # Fitted on both nights' Training rows (from their kept statistics), scored on the night's Test.
+    assert metrics["split_rule"] == "folders" and metrics["counts"] == {"Training": 144, "Test": 36}
     assert metrics["accuracy"] >= 0.9
+    assert metrics["evaluations"]["prequential_night"]["test_rows"] == 36
+    assert metrics["evaluations"]["refit_history"]["test_rows"] == 72
 
     # The second night left the first night's partition as it was, byte for byte.
     saved = workdir / "lake" / "features" / f"ingest_date={NIGHTS[0]}"
     assert {p.relative_to(workdir): p.read_bytes() for p in saved.rglob("*") if p.is_file()} == (
         first_partition
     )
-    kept = sorted(p.parent.name for p in (workdir / "lake" / "moments").rglob("*.npz"))
-    assert kept == [f"ingest_date={night}" for night in NIGHTS]
+    for name in ("training_moments.npz", "class_sums.npz", "evaluation.json"):
+        kept = sorted(p.parent.name for p in (workdir / "lake" / "moments").rglob(name))
+        assert kept == [f"ingest_date={night}" for night in NIGHTS]

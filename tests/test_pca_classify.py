@@ -70,7 +70,8 @@ def write_night(spark, root: Path, night: str, records, complete: bool = True) -
     partition = root / f"ingest_date={night}"
     spark.createDataFrame(records, SCHEMA).write.mode("overwrite").parquet(str(partition))
     if complete:
-        (partition / "_manifest.json").write_text(json.dumps({"night": night}))
+        counts = {"read": len(records) + 1, "featurized": len(records), "quarantined": 1}
+        (partition / "_manifest.json").write_text(json.dumps({"night": night, "counts": counts}))
     return partition
 
 
@@ -266,43 +267,170 @@ def test_folder_splits_are_kept_and_the_rest_hashed(spark):
     assert {result["c.jpg"], result["d.jpg"]} <= {"Training", "Test"}
 
 
-def synthetic_features(spark, path: Path, split: bool = True) -> None:
-    spark.createDataFrame(synthetic_rows(NIGHTS[0], split=split), SCHEMA).write.parquet(str(path))
-    (path / "_manifest.json").write_text("{}")  # featurize's completion marker
+def new_class_rows(night: str, rows_per_class: int = 40):
+    """A fourth class, far from the three others."""
+    rng = np.random.default_rng(7)
+    centre = np.full(64, 6.0)
+    return [
+        (
+            f"s3://lake/landing/{night}/{folder}/c3/{i}.jpg",
+            "c3",
+            folder,
+            (centre + rng.normal(0, 0.3, 64)).astype(np.float32).tolist(),
+        )
+        for i in range(rows_per_class)
+        for folder in ["Training" if i % 4 else "Test"]
+    ]
 
 
-@pytest.mark.parametrize("pca_output", [False, True])
-def test_classify_refuses_an_input_without_its_completion_marker(spark, tmp_path, pca_output):
-    features = tmp_path / "pca" / "vectors" if pca_output else tmp_path / "features"
-    synthetic_features(spark, features)
-    (features / "_manifest.json").unlink()  # what a failed featurize or pca leaves
-    marker = "report.json" if pca_output else "_manifest.json"
-    with pytest.raises(SystemExit, match=f"is incomplete \\(no {marker}"):
-        classify.main(["--input", str(features), "--output", str(tmp_path / "classify")])
-
-
-@pytest.mark.parametrize("split", [True, False])
-def test_classify_reports_accuracy_per_class_and_the_rule(spark, tmp_path, split):
-    synthetic_features(spark, tmp_path / "features", split=split)
-    classify.main(["--input", str(tmp_path / "features"), "--output", str(tmp_path / "classify")])
-    metrics = json.loads((tmp_path / "classify" / "metrics.json").read_text())
-    assert metrics["features_column"] == "features"
-    assert metrics["split_rule"] == ("folders" if split else "hash of path (80/20)")
-    assert sum(metrics["counts"].values()) == 120
-    assert metrics["accuracy"] == 1.0 and metrics["macro_f1"] == 1.0  # separable classes
-    assert set(metrics["per_class"]) == {"c0", "c1", "c2"}
-    assert (tmp_path / "classify" / "model").is_dir()
-
-
-def test_per_class_metrics_count_errors_both_ways(spark):
-    scored = spark.createDataFrame(
-        [("a", "a"), ("a", "b"), ("b", "b"), ("b", "b")], "label string, predicted_label string"
+def run_classify(root: Path, moments: Path, tmp_path: Path, night: str, *extra: str) -> Path:
+    """pca then classify for the night, as the pipeline chains them."""
+    pca_output, output = tmp_path / f"pca-{night}", tmp_path / f"classify-{night}"
+    run_pca(root, pca_output, night, "--moments", str(moments))
+    classify.main(
+        [
+            *("--features", str(root), "--until", night, "--pca", str(pca_output)),
+            *("--moments", str(moments), "--output", str(output), *extra),
+        ]
     )
-    metrics = classify.per_class_metrics(scored)
-    assert metrics["a"] == {
-        "precision": 1.0,
-        "recall": 0.5,
-        "f1": pytest.approx(2 / 3),
-        "support": 2,
+    return output
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def two_nights(spark, tmp_path_factory):
+    """Night 1: three classes; night 2: the same three and a new one. Each night classified
+    after its pca, the statistics kept between them."""
+    tmp_path = tmp_path_factory.mktemp("classify")
+    root, moments = tmp_path / "features", tmp_path / "moments"
+    records = {
+        NIGHTS[0]: synthetic_rows(NIGHTS[0], seed=0),
+        NIGHTS[1]: synthetic_rows(NIGHTS[1], seed=1) + new_class_rows(NIGHTS[1]),
     }
-    assert metrics["b"]["precision"] == pytest.approx(2 / 3) and metrics["b"]["recall"] == 1.0
+    outputs = {}
+    for night, rows in records.items():
+        write_night(spark, root, night, rows)
+        outputs[night] = run_classify(root, moments, tmp_path, night)
+    return tmp_path, root, moments, records, outputs
+
+
+def test_classify_scores_the_night_prequential_and_refit_and_sums_the_history(two_nights):
+    _, _, moments, _, outputs = two_nights
+    first, second = (read_json(outputs[night] / "metrics.json") for night in NIGHTS[:2])
+    assert first["evaluations"]["prequential_night"] is None  # no model before the first night
+    assert first["counts"] == {"Training": 90, "Test": 30} and first["accuracy"] == 1.0
+    assert second["split_rule"] == "folders" and second["classes"] == 4
+    assert second["counts"] == {
+        "Training": 90 + 120,
+        "Test": 40,
+    }  # history's Training, night's Test
+    evaluations = second["evaluations"]
+    assert evaluations["refit_night"]["accuracy"] == 1.0 and second["accuracy"] == 1.0
+    # The night before's model never saw c3: its 10 Test photos are its errors, nothing else.
+    assert evaluations["prequential_night"]["test_rows"] == 40
+    assert evaluations["prequential_night"]["correct"] == 30
+    assert set(second["per_class"]) == {"c0", "c1", "c2", "c3"}
+    # History to date: sums of the nights' counts (prequential: night 2 only has a model before).
+    assert evaluations["prequential_history"] | {"model": None, "scored": None} == {
+        "model": None,
+        "scored": None,
+        "nights": 1,
+        "test_rows": 40,
+        "correct": 30,
+        "accuracy": 0.75,
+        "macro_f1": evaluations["prequential_night"]["macro_f1"],
+    }
+    assert evaluations["refit_history"]["test_rows"] == 30 + 40
+    assert evaluations["refit_history"]["correct"] == 70
+    kept = {p.relative_to(moments).as_posix() for p in moments.rglob("*") if "crc" not in p.name}
+    for night in NIGHTS[:2]:
+        for name in ("training_moments.npz", "class_sums.npz", "evaluation.json"):
+            assert f"ingest_date={night}/{name}" in kept
+
+
+def test_the_model_is_one_spark_call_giving_the_lda_posterior_of_the_rows(spark, two_nights):
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.functions import array_to_vector
+
+    from test_discriminant import reference_lda
+
+    _, _, _, records, outputs = two_nights
+    model = PipelineModel.load(str(outputs[NIGHTS[1]] / "model"))
+    history = [r for night in NIGHTS[:2] for r in records[night]]
+    frame = spark.createDataFrame(history, SCHEMA)
+    scored = model.transform(frame.withColumn("features_vector", array_to_vector("features")))
+    result = scored.select("path", "label", "predicted_label", "probability").collect()
+
+    training = [r for r in history if r[2] == "Training"]
+    labels = np.array([r[1] for r in training])
+    names, coefficients, intercepts = reference_lda(
+        labels, np.array([r[3] for r in training], np.float32), 0.1
+    )
+    rows = {r[0]: np.asarray(r[3], np.float64) for r in history}
+    for row in result:
+        logits = coefficients @ rows[row["path"]] + intercepts
+        posterior = np.exp(logits - logits.max())
+        np.testing.assert_allclose(
+            row["probability"].toArray(), posterior / posterior.sum(), atol=1e-6
+        )
+        assert row["predicted_label"] == names[int(np.argmax(logits))] == row["label"]
+
+
+def test_the_night_report_says_what_changed(two_nights):
+    _, _, _, _, outputs = two_nights
+    report = read_json(outputs[NIGHTS[1]] / "report.json")
+    assert report["classes"] == {"night": 4, "history": 3, "new": ["c3"]}
+    assert report["photos"]["quarantine_rate"] == pytest.approx(1 / 161)
+    mix = {m["label"]: m for m in report["class_mix"]}
+    assert mix["c3"]["history_rows"] == 0 and mix["c3"]["night_share"] == pytest.approx(0.25)
+    assert mix["c0"]["history_share"] == pytest.approx(1 / 3)
+    assert [t["night"] for t in report["accuracy_trend"]] == list(NIGHTS[:2])
+    assert report["prequential_accuracy"] == 0.75
+    shift = report["mean_shift"]
+    assert set(shift["per_class"]) == {"c0", "c1", "c2"}  # c3 has no history to move from
+    # Same centres, new noise: each class moved a fraction of its spread (~0.3 * 8 per row).
+    assert all(0 < m["in_spreads"] < 0.5 for m in shift["per_class"].values())
+    assert shift["overall"]["in_spreads"] > 1  # the mix moved the overall mean: c3 is far away
+    assert read_json(outputs[NIGHTS[0]] / "report.json")["mean_shift"] is None
+    assert (outputs[NIGHTS[1]] / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_night_whose_statistics_are_missing_is_recomputed_once(spark, two_nights):
+    """Night 1's class sums and evaluation lost: night 2 again computes them from night 1's
+    features, keeps them, and gives the same model and figures."""
+    tmp_path, root, moments, _, outputs = two_nights
+    partition = moments / f"ingest_date={NIGHTS[0]}"
+    kept = {name: (partition / name).read_bytes() for name in ("class_sums.npz", "evaluation.json")}
+    for name in kept:
+        (partition / name).unlink()
+    again = run_classify(root, moments, tmp_path / "again", NIGHTS[1])
+    assert {name: (partition / name).read_bytes() for name in kept} == kept
+    before = read_json(outputs[NIGHTS[1]] / "metrics.json")
+    assert read_json(again / "metrics.json") == before
+    first = read_json(partition / "evaluation.json")
+    assert first["prequential"] is None and sum(n for _, _, n in first["refit"]) == 30
+
+
+@pytest.mark.parametrize("argv", [["--shrinkage", "1.5"], ["--until", "25/11/2026"]])
+def test_classify_refuses_bad_arguments(argv, capsys):
+    base = ["--features", "f", "--until", "2026-11-25", "--pca", "p", "--moments", "m"]
+    with pytest.raises(SystemExit):
+        classify.parse_args([*base, "--output", "o", *argv])
+    error = capsys.readouterr().err
+    assert "--shrinkage must be in [0, 1]" in error or "is not a date" in error
+
+
+def test_classify_refuses_a_pca_output_without_its_report(spark, tmp_path):
+    root = tmp_path / "features"
+    write_night(spark, root, NIGHTS[0], synthetic_rows(NIGHTS[0]))
+    (tmp_path / "pca").mkdir()  # what a failed pca leaves
+    with pytest.raises(SystemExit, match="is incomplete \\(no report.json"):
+        classify.main(
+            [
+                *("--features", str(root), "--until", NIGHTS[0], "--pca", str(tmp_path / "pca")),
+                *("--moments", str(tmp_path / "m"), "--output", str(tmp_path / "c")),
+            ]
+        )

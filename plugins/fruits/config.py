@@ -201,7 +201,8 @@ class RunConfig:
     input_prefix: str | None  # the run form's one-off override of the night's input
     features_prefix: str  # <features_prefix>/ingest_date=<date>/: one partition per night
     quarantine_prefix: str  # <quarantine_prefix>/ingest_date=<date>/: the night's unreadable photos
-    moments_prefix: str  # <moments_prefix>/ingest_date=<date>/: PCA statistics of each night
+    # <moments_prefix>/ingest_date=<date>/: each night's statistics, PCA's and the classifier's
+    moments_prefix: str
     runs_prefix: str
     code_prefix: str
     logs_prefix: str

@@ -1,7 +1,8 @@
 """A night's figures, for the Assets page: read from the outputs' own manifest, report and metrics.
 
 Each night's Asset events carry them (`extra`), so the Assets page lists every night's photos,
-quarantine, PCA and accuracy without opening a file; on EMR also what the cluster cost.
+quarantine, PCA, accuracy and drift (the night report's headline) without opening a file; on
+EMR also what the cluster cost.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ def night_facts(s3_hook, config: RunConfig) -> dict[str, Any]:
     manifest = read(f"{config.features_partition_prefix}/_manifest.json")
     report = read(f"{config.run_prefix}/pca/report.json")
     metrics = read(f"{config.run_prefix}/classify/metrics.json")
+    night = read(f"{config.run_prefix}/classify/report.json")
     return {
         "photos_new": manifest["counts"]["read"],
         "photos_featurized": manifest["counts"]["featurized"],
@@ -31,6 +33,26 @@ def night_facts(s3_hook, config: RunConfig) -> dict[str, Any]:
         "explained_variance": report["explained_variance_at_k"],
         "accuracy": metrics["accuracy"],
         "macro_f1": metrics["macro_f1"],
+        **drift_facts(metrics, night),
+    }
+
+
+def drift_facts(metrics: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    """The night report's headline: did the previous model still hold on tonight's photos, what
+    is new, how far the classes moved (classify's metrics.json and report.json)."""
+    evaluations = metrics["evaluations"]
+    prequential = evaluations["prequential_night"]
+    shift = report["mean_shift"] or {}  # None on the first night: no history to compare with
+    overall, moved = shift.get("overall"), shift.get("per_class", {})
+    farthest = max(moved, key=lambda label: moved[label]["in_spreads"] or 0, default=None)
+    return {
+        "accuracy_prequential": None if prequential is None else prequential["accuracy"],
+        "accuracy_prequential_history": evaluations["prequential_history"]["accuracy"],
+        "quarantine_rate": report["photos"]["quarantine_rate"],
+        "classes_new": len(report["classes"]["new"]),
+        "mean_shift_overall": None if overall is None else overall["in_spreads"],
+        "mean_shift_max_class": farthest,
+        "mean_shift_max": None if farthest is None else moved[farthest]["in_spreads"],
     }
 
 

@@ -76,7 +76,7 @@ class SparkJob:
 
 def pipeline_jobs(config: RunConfig) -> list[SparkJob]:
     """The night of `run_date`: featurize its photos into its own partition, then refit PCA and
-    the classifier over the history of every night up to it."""
+    the classifier from the statistics of every night up to it."""
     features, pca = config.uri(config.features_partition_prefix), config.output_uri("pca")
     pca_choice = (
         ("--k", str(config.pca_k)) if config.pca_k else ("--variance", str(config.pca_variance))
@@ -102,7 +102,10 @@ def pipeline_jobs(config: RunConfig) -> list[SparkJob]:
         ),
         SparkJob(
             "classify",
-            inputs={"--input": f"{pca}/vectors"},
+            inputs={"--features": config.uri(config.features_prefix), "--pca": pca},
             outputs={"--output": config.output_uri("classify")},
+            options=("--until", config.run_date),
+            # Each night's class sums and evaluation, next to its PCA statistics.
+            caches={"--moments": config.uri(config.moments_prefix)},
         ),
     ]
