@@ -17,8 +17,10 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, timezone
+from pathlib import Path
 from typing import Any, get_type_hints
 
 PLATFORMS = ("emr", "local", "databricks")
@@ -80,6 +82,25 @@ class Deployment:
     # The local platform's staging area. It also keeps the converted-model cache from one run to
     # the next, so the default is a fixed folder, not a fresh temporary one.
     scratch_dir: str = os.path.join(tempfile.gettempdir(), "fruits-scratch")
+    # Where the Spark jobs are on the Airflow machines ("": spark_jobs/ next to dags/). Set it
+    # where dags/ can hold nothing else (MWAA: only dags/, plugins.zip, requirements.txt).
+    spark_jobs_dir: str = ""
+
+    def spark_jobs_folder(self, next_to_dags: Path, holding: Sequence[str]) -> Path:
+        """The folder of the Spark jobs: FRUITS_SPARK_JOBS_DIR, else spark_jobs/ next to dags/.
+        Checked when the DAG is parsed, so a wrong place is an import error naming the setting,
+        not a run that uploads an empty code bundle."""
+        folder = Path(self.spark_jobs_dir) if self.spark_jobs_dir else next_to_dags
+        missing = [name for name in holding if not (folder / name).is_file()]
+        _check(
+            not missing,
+            "FRUITS_SPARK_JOBS_DIR",
+            str(folder),
+            f"an absolute path to the folder holding {', '.join(holding)} "
+            f"(missing there: {', '.join(missing)}; unset, it is spark_jobs/ next to dags/)",
+        )
+        _check(folder.is_absolute(), "FRUITS_SPARK_JOBS_DIR", str(folder), "an absolute path")
+        return folder
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Deployment:
@@ -98,6 +119,7 @@ class Deployment:
             task_timeout_s=_env_seconds(env, "FRUITS_TASK_TIMEOUT_S", cls.task_timeout_s),
             run_timeout_s=_env_seconds(env, "FRUITS_RUN_TIMEOUT_S", cls.run_timeout_s),
             scratch_dir=env.get("FRUITS_SCRATCH_DIR") or cls.scratch_dir,
+            spark_jobs_dir=env.get("FRUITS_SPARK_JOBS_DIR", cls.spark_jobs_dir),
         )
         _check(
             deployment.default_platform in PLATFORMS,
