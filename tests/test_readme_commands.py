@@ -110,7 +110,14 @@ def test_make_run_flags_parse():
 
 def in_scratch_folder(tmp_path: Path) -> Path:
     """A folder where README commands with relative paths run without writing into the repo."""
-    for name in (".venv", "plugins", "spark_jobs", "benchmarks", "Makefile", "requirements.txt"):
+    for name in (
+        ".venv",
+        "plugins",
+        "spark_jobs",
+        "benchmarks",
+        "Makefile",
+        "requirements-dev.txt",
+    ):
         (tmp_path / name).symlink_to(REPO / name)
     return tmp_path
 
