@@ -250,14 +250,17 @@ moved = DagBag(sys.argv[1])
 print("with the setting:", moved.import_errors or module.SPARK_JOBS_DIR)
 del os.environ["FRUITS_SPARK_JOBS_DIR"]
 print("without:", DagBag(sys.argv[1]).import_errors)
+print("DAG files:", sorted(os.path.relpath(f, sys.argv[1]) for f in moved.file_last_changed))
 """
 
 
 @pytest.mark.dag
 def test_the_dag_parses_alone_in_its_folder_with_the_jobs_elsewhere(tmp_path):
-    """MWAA's shape: the dags folder holds only DAG files; the jobs sit where the setting says.
-    Without the setting the parse fails naming it (the default, next to dags/, is not there)."""
-    dags, jobs = tmp_path / "dags", tmp_path / "elsewhere" / "spark_jobs"
+    """MWAA's shape: only the dags folder is synced, so the jobs go inside it, where the setting
+    says (dags/.airflowignore keeps them from being parsed as DAG files). Without the setting the
+    parse fails naming it (the default, spark_jobs/ next to dags/, is not there)."""
+    dags = tmp_path / "dags"
+    jobs = dags / "spark_jobs"
     shutil.copytree(REPO / "dags", dags, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "spark_jobs", jobs, ignore=shutil.ignore_patterns("__pycache__"))
     printed = subprocess.run(
@@ -268,3 +271,4 @@ def test_the_dag_parses_alone_in_its_folder_with_the_jobs_elsewhere(tmp_path):
     assert f"with the setting: {jobs}\n" in printed
     (without,) = [line for line in printed.splitlines() if line.startswith("without:")]
     assert "FRUITS_SPARK_JOBS_DIR=" in without and "missing there: featurize.py" in without
+    assert "DAG files: ['fruits_pipeline.py']" in printed  # no job script parsed as a DAG
