@@ -60,7 +60,7 @@ grid-screenshot: venv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python playwright==1.65.2
 	$(BIN)/python -m localdev.grid_screenshot $(ARGS)
 
-# Featurize at object-store latency through a FUSE passthrough (README, Performance): needs
+# Featurize at object-store latency through a FUSE passthrough (docs/performance.md): needs
 # /dev/fuse and Debian's fuse3, installed here if missing. ARGS: e.g. --rounds 1.
 bench-latency: venv
 	command -v fusermount3 >/dev/null || apt-get install -y fuse3

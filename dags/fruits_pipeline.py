@@ -322,8 +322,8 @@ def check_connections_exist(*conn_ids: str) -> None:
             BaseHook.get_connection(conn_id)
         except Exception:  # AirflowNotFoundException; the message says nothing more
             raise ConfigError(
-                f"connection {conn_id!r} is missing: create it in Airflow (see README, "
-                "Configuration) or set FRUITS_AWS_CONN_ID / FRUITS_WASB_CONN_ID / "
+                f"connection {conn_id!r} is missing: create it in Airflow (see "
+                "docs/deploy-aws.md, step 5) or set FRUITS_AWS_CONN_ID / FRUITS_WASB_CONN_ID / "
                 "FRUITS_DATABRICKS_CONN_ID"
             ) from None
 

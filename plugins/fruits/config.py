@@ -47,9 +47,9 @@ DEPLOYMENT_SETTINGS = ("aws_conn_id", "wasb_conn_id")
 # Spark task slots per vCPU, on every platform (EMR executors, the Databricks job cluster, local
 # mode, make featurize). Each photo is one object-store GET, made by its task in the JVM, one
 # object after the other: with one slot per vCPU a core idles for every GET's latency. With
-# several, other tasks' workers compute meanwhile. Measured by benchmarks/latency (README,
-# Performance, "At object-store latency"), with what bounds it: each slot is a Python worker
-# holding its own TFLite interpreter.
+# several, other tasks' workers compute meanwhile. Measured by benchmarks/latency
+# (docs/performance.md, "At object-store latency"), with what bounds it: each slot is a Python
+# worker holding its own TFLite interpreter.
 TASK_SLOTS_PER_VCPU = 4
 # An EC2 instance type's size: large (2 vCPUs), xlarge (4) or <n>xlarge (4n), as in every current
 # general-purpose, compute- and memory-optimised family; Databricks names AWS nodes the same way.
@@ -478,7 +478,9 @@ def run_date_of(form_date: str | None, logical_date: datetime | None, run_after:
 def parse_variable(raw: str | dict | None) -> dict[str, Any]:
     """The `fruits_config` Variable's JSON, with a clear error when it is missing or not JSON."""
     if raw is None:
-        raise ConfigError("Airflow Variable fruits_config is missing (see README, Configuration)")
+        raise ConfigError(
+            "Airflow Variable fruits_config is missing (see docs/deploy-aws.md, step 5)"
+        )
     if isinstance(raw, dict):
         return raw
     try:
