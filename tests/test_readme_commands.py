@@ -296,7 +296,7 @@ def stored_connection(conn_id: str, env: dict[str, str]):
         host=fields["host"],
         login=fields["login"],
         password=fields["password"],
-        extra=fields["extra"],
+        extra=json.dumps(fields["extra_dejson"]),
     )
 
 
@@ -337,7 +337,9 @@ def test_the_connection_and_variable_commands(airflow_db, tmp_path, monkeypatch)
                 assert wrapper.region_name == "eu-west-1"
                 assert wrapper.aws_access_key_id is None  # the role Airflow runs as
             elif conn_id == "fruits_wasb":
-                monkeypatch.setattr(WasbHook, "get_connection", lambda _id, c=connection: c)
+                monkeypatch.setattr(
+                    WasbHook, "get_connection", staticmethod(lambda _id, c=connection: c)
+                )
                 client = WasbHook(wasb_conn_id=conn_id).get_conn()
                 assert client.account_name == AZURE["AZURE_STORAGE_ACCOUNT"]
                 built[type(client.credential)] = connection
