@@ -5,7 +5,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt spark_jobs/requirements.in package-lock.json | sha256sum | cut -c1-16)
+# The development set: the Airflow side, the cluster side, local Spark and the test tools.
+REQUIREMENTS := $(wildcard requirements*.txt spark_jobs/requirements.in)
+STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) package-lock.json | sha256sum | cut -c1-16)
 
 # PySpark must run its workers with the venv's Python, not whatever python3 is on PATH.
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
@@ -21,10 +23,10 @@ WEIGHTS ?= ../shared/models/mobilenet_v2_1.0_pretrained_no_top.weights.h5
 
 .PHONY: venv lint test run featurize bench bench-latency grid-screenshot lock wheelhouse clean
 
-$(STAMP): requirements.txt spark_jobs/requirements.in package.json package-lock.json
+$(STAMP): $(REQUIREMENTS) package.json package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv==0.13.9
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements-dev.txt
 	npm ci --no-audit --no-fund --loglevel=error
 	rm -f $(VENV)/.installed-* && touch $@
 
@@ -52,13 +54,13 @@ bench: venv
 	$(BIN)/python -m benchmarks.big_photos
 
 # The README's pictures of the Airflow UI (docs/grid.png, docs/graph.png), from a real local night
-# in headless Debian Chromium. playwright is not in requirements.txt: CI does not need it.
+# in headless Debian Chromium. playwright is not in requirements-dev.txt: CI does not need it.
 grid-screenshot: venv
 	test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y chromium; }
 	$(BIN)/uv pip install --quiet --python $(BIN)/python playwright==1.65.2
 	$(BIN)/python -m localdev.grid_screenshot $(ARGS)
 
-# Featurize at object-store latency through a FUSE passthrough (README, Performance): needs
+# Featurize at object-store latency through a FUSE passthrough (docs/performance.md): needs
 # /dev/fuse and Debian's fuse3, installed here if missing. ARGS: e.g. --rounds 1.
 bench-latency: venv
 	command -v fusermount3 >/dev/null || apt-get install -y fuse3

@@ -82,7 +82,10 @@ from fruits.spark_steps import JOB_ORDER, SparkJob, pipeline_jobs
 
 log = logging.getLogger(__name__)
 DEPLOYMENT = Deployment.from_env()
-SPARK_JOBS_DIR = Path(__file__).resolve().parents[1] / "spark_jobs"  # versioned with the DAG
+SPARK_JOBS_DIR = DEPLOYMENT.spark_jobs_folder(  # versioned with the DAG
+    next_to_dags=Path(__file__).resolve().parents[1] / "spark_jobs",
+    holding=[*(f"{name}.py" for name in JOB_ORDER), "requirements.lock"],
+)
 # Named, not located: the bucket and container are fruits_config's, known only when a run reads
 # it, so each night's event says where its outputs are (downstream DAGs read the event's extra).
 PUBLISHED_IN_AZURE = Asset(name="fruits_features_azure")
@@ -319,8 +322,8 @@ def check_connections_exist(*conn_ids: str) -> None:
             BaseHook.get_connection(conn_id)
         except Exception:  # AirflowNotFoundException; the message says nothing more
             raise ConfigError(
-                f"connection {conn_id!r} is missing: create it in Airflow (see README, "
-                "Configuration) or set FRUITS_AWS_CONN_ID / FRUITS_WASB_CONN_ID / "
+                f"connection {conn_id!r} is missing: create it in Airflow (see "
+                "docs/deploy-aws.md, step 5) or set FRUITS_AWS_CONN_ID / FRUITS_WASB_CONN_ID / "
                 "FRUITS_DATABRICKS_CONN_ID"
             ) from None
 

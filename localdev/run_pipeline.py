@@ -1,6 +1,7 @@
 """The main job: one night of the DAG end to end on the local platform, with `airflow dags test`.
 
-    python -m localdev.run_pipeline [--images DIR] [--date YYYY-MM-DD] [--weights FILE] [--fresh]
+    python -m localdev.run_pipeline [--images DIR] [--date YYYY-MM-DD] [--weights FILE]
+                                    [--workdir DIR] [--fresh]
 
 Starts a moto server (S3) and Azurite (Blob) on free loopback ports, restores the local lake
 saved under `.local-runs/lake/` (the history of earlier nights; `--fresh` starts from an empty
@@ -8,6 +9,7 @@ lake and an empty Azurite), lands the photos of `--images` under `landing/<date>
 would, runs `airflow dags test fruits_pipeline <date>` on platform `local` (the same DAG, Spark
 jobs and provider operators as on EMR; Spark in local mode), saves the lake back to disk, copies
 the night's outputs to `.local-runs/<date>/results/`, prints a summary, and stops both emulators.
+While the DAG runs, one line per task says when it starts and when it ends, with its duration.
 Two runs with different dates make two nights: the second featurizes only its own photos and
 refits PCA and the classifier over both.
 
@@ -30,6 +32,7 @@ from pathlib import Path
 from fruits.lake import is_photo
 from localdev import lake
 from localdev.emulators import REPO, Endpoints, airflow_home_env, local_cloud
+from localdev.progress import ProgressPrinter
 
 BUNDLED_SAMPLE = REPO / "localdev" / "sample"
 SHARED_WEIGHTS = REPO.parent / "shared" / "models" / "mobilenet_v2_1.0_pretrained_no_top.weights.h5"
@@ -83,21 +86,30 @@ def airflow_env(endpoints: Endpoints, home: Path, scratch: Path) -> dict[str, st
     }
 
 
-def run_dag(env: dict[str, str], run_date: str, log_file: Path) -> None:
+def run_dag(env: dict[str, str], run_date: str, log_file: Path) -> list[str]:
+    """Run the night with `airflow dags test`, its full log in `log_file`, one line per task on
+    the console as it starts and ends; return those lines."""
     airflow = str(Path(sys.executable).with_name("airflow"))
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
     conf = json.dumps({"platform": "local", "run_date": run_date})
-    print(f"Running `airflow dags test fruits_pipeline {run_date}` (log: {log_file})")
-    with log_file.open("w") as log:
-        result = subprocess.run(
-            [airflow, "dags", "test", "fruits_pipeline", run_date, "--conf", conf],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    print(f"Running `airflow dags test fruits_pipeline {run_date}` (full log: {log_file})")
+    database = Path(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///"))
+    progress = ProgressPrinter(database, "fruits_pipeline", lambda line: print(line, flush=True))
+    progress.start()
+    try:
+        with log_file.open("w") as log:
+            result = subprocess.run(
+                [airflow, "dags", "test", "fruits_pipeline", run_date, "--conf", conf],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+    finally:
+        progress.stop()
     if result.returncode != 0:
         tail = log_file.read_text().splitlines()[-40:]
         raise SystemExit("The DAG run failed; last lines of its log:\n" + "\n".join(tail))
+    return progress.lines
 
 
 def download_results(s3, night: str, target: Path) -> None:
@@ -133,6 +145,7 @@ def summary(night: str, results: Path, latest: dict, blobs: list[str]) -> str:
     report = json.loads((results / "pca" / "report.json").read_text())
     metrics = json.loads((results / "classify" / "metrics.json").read_text())
     counts, weights, rows = manifest["counts"], manifest["weights"], report["rows"]
+    plots = sorted(results.rglob("*.png"))
     nights = report["nights"]
     return "\n".join(
         [
@@ -150,17 +163,54 @@ def summary(night: str, results: Path, latest: dict, blobs: list[str]) -> str:
             f"  weights {weights['source']} (sha256 {weights['sha256'][:12]}…)",
             f"  Azure (Azurite) {lake.CONTAINER}/{latest['prefix']}: {len(blobs)} blobs",
             f"  results copied to {results}",
+            f"  plots: {', '.join(p.relative_to(results).as_posix() for p in plots) or 'none'}",
         ]
     )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=Path, default=BUNDLED_SAMPLE)
-    parser.add_argument("--weights", type=Path)
-    parser.add_argument("--date", default=date.today().isoformat())
-    parser.add_argument("--workdir", type=Path, default=REPO / ".local-runs")
-    parser.add_argument("--fresh", action="store_true", help="start from an empty lake")
+    parser = argparse.ArgumentParser(
+        prog="python -m localdev.run_pipeline",
+        description=__doc__.split("\n\n")[0]
+        + ' Through make: make run ARGS="--date 2026-11-25 --fresh".',
+        epilog="Each night's full log: <workdir>/<date>/dag.log; its outputs: "
+        "<workdir>/<date>/results/ (features/, quarantine/, pca/ with the plots, classify/).",
+    )
+    parser.add_argument(
+        "--images",
+        type=Path,
+        default=BUNDLED_SAMPLE,
+        metavar="DIR",
+        help="folder landed as the night's photos (any depth; label = parent folder, split = "
+        "the nearest Training/Test folder); default: the bundled sample, localdev/sample/",
+    )
+    parser.add_argument(
+        "--date",
+        default=date.today().isoformat(),
+        metavar="YYYY-MM-DD",
+        help="the night to run, landed under landing/<date>/; default: today",
+    )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        metavar="FILE",
+        help="MobileNetV2 no-top weights (.weights.h5 or Keras' legacy .h5); default: "
+        "$FRUITS_WEIGHTS_FILE, else ../shared/models/ beside the repository, else Keras' "
+        "ImageNet download",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=REPO / ".local-runs",
+        metavar="DIR",
+        help="where the lake, Azurite's data and each night's log and results are kept between "
+        "runs; default: .local-runs/",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start from an empty lake and an empty Azurite (forget every earlier night)",
+    )
     return parser.parse_args(argv)
 
 
@@ -192,16 +242,28 @@ def main(argv: list[str] | None = None) -> dict:
         env = airflow_env(endpoints, night_dir / "airflow-home", workdir / "scratch")
         env |= lake.variable_env(lake.fruits_config(weights_uri, sha256))
         try:
-            run_dag(env, args.date, night_dir / "dag.log")
+            progress = run_dag(env, args.date, night_dir / "dag.log")
         finally:
             lake.save(s3, saved_lake)  # even a failed night leaves what it wrote, as a lake would
         if not photos:
             print(f"\nFruits! local night {args.date}: no new photos, nothing done or published")
-            return {"results": None, "latest": None, "blobs": [], "lake": saved_lake}
+            return {
+                "results": None,
+                "latest": None,
+                "blobs": [],
+                "lake": saved_lake,
+                "progress": progress,
+            }
         download_results(s3, args.date, night_dir / "results")
         latest, blobs = published_blobs(endpoints, args.date)
     print(summary(args.date, night_dir / "results", latest, blobs))
-    return {"results": night_dir / "results", "latest": latest, "blobs": blobs, "lake": saved_lake}
+    return {
+        "results": night_dir / "results",
+        "latest": latest,
+        "blobs": blobs,
+        "lake": saved_lake,
+        "progress": progress,
+    }
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ models in a cache; the worker side runs a TFLite (or Keras) MobileNetV2 on a bat
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import io
@@ -195,7 +196,10 @@ def serialise_model(model, engine: str) -> bytes:
     if engine == "tflite":
         import tensorflow as tf
 
-        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+        # The converter exports a SavedModel first, and Keras prints its signature on stdout:
+        # a `TensorSpec` line for each of the model's hundreds of variables, in every task log.
+        with contextlib.redirect_stdout(io.StringIO()):
+            return tf.lite.TFLiteConverter.from_keras_model(model).convert()
     if engine == "keras":
         import pickle
 

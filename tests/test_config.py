@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -221,3 +222,53 @@ def test_a_databricks_node_type_whose_vcpus_are_unknown_is_named():
     with pytest.raises(ConfigError, match="databricks_node_type_id='m5.metal'"):
         build(databricks_node_type_id="m5.metal")
     assert build(databricks_node_type_id="c5.4xlarge").databricks.node_type_id == "c5.4xlarge"
+
+
+@pytest.mark.unit
+def test_the_spark_jobs_folder_is_a_checked_setting(tmp_path):
+    jobs = ["featurize.py", "pca.py", "classify.py", "requirements.lock"]
+    beside_dags = REPO / "spark_jobs"
+    assert Deployment.from_env({}).spark_jobs_folder(beside_dags, jobs) == beside_dags
+    elsewhere = tmp_path / "jobs"
+    shutil.copytree(beside_dags, elsewhere)
+    moved = Deployment.from_env({"FRUITS_SPARK_JOBS_DIR": str(elsewhere)})
+    assert moved.spark_jobs_folder(beside_dags, jobs) == elsewhere
+    (elsewhere / "pca.py").unlink()
+    with pytest.raises(ConfigError, match=r"FRUITS_SPARK_JOBS_DIR=.*missing there: pca\.py"):
+        moved.spark_jobs_folder(beside_dags, jobs)
+    relative = Deployment.from_env({"FRUITS_SPARK_JOBS_DIR": "spark_jobs"})
+    with pytest.raises(ConfigError, match="FRUITS_SPARK_JOBS_DIR='spark_jobs'.*absolute"):
+        relative.spark_jobs_folder(beside_dags, jobs)
+
+
+PARSE_DAG = """
+import os, sys
+from airflow.dag_processing.dagbag import DagBag
+os.environ["FRUITS_SPARK_JOBS_DIR"] = sys.argv[2]
+moved = DagBag(sys.argv[1])
+(module,) = [m for n, m in sys.modules.items() if n.endswith("fruits_pipeline")]
+print("with the setting:", moved.import_errors or module.SPARK_JOBS_DIR)
+del os.environ["FRUITS_SPARK_JOBS_DIR"]
+print("without:", DagBag(sys.argv[1]).import_errors)
+print("DAG files:", sorted(os.path.relpath(f, sys.argv[1]) for f in moved.file_last_changed))
+"""
+
+
+@pytest.mark.dag
+def test_the_dag_parses_alone_in_its_folder_with_the_jobs_elsewhere(tmp_path):
+    """MWAA's shape: only the dags folder is synced, so the jobs go inside it, where the setting
+    says (dags/.airflowignore keeps them from being parsed as DAG files). Without the setting the
+    parse fails naming it (the default, spark_jobs/ next to dags/, is not there)."""
+    dags = tmp_path / "dags"
+    jobs = dags / "spark_jobs"
+    shutil.copytree(REPO / "dags", dags, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "spark_jobs", jobs, ignore=shutil.ignore_patterns("__pycache__"))
+    printed = subprocess.run(
+        [sys.executable, "-c", PARSE_DAG, str(dags), str(jobs)],
+        env={**os.environ, "PYTHONPATH": str(REPO / "plugins")},
+        capture_output=True, text=True, cwd=tmp_path, check=True,
+    ).stdout  # fmt: skip
+    assert f"with the setting: {jobs}\n" in printed
+    (without,) = [line for line in printed.splitlines() if line.startswith("without:")]
+    assert "FRUITS_SPARK_JOBS_DIR=" in without and "missing there: featurize.py" in without
+    assert "DAG files: ['fruits_pipeline.py']" in printed  # no job script parsed as a DAG

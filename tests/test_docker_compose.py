@@ -49,8 +49,23 @@ def test_every_mounted_or_built_path_exists():
         if build:
             assert (REPO / build["context"] / build["dockerfile"]).is_file(), name
         for target, host in mounts(service).items():
+            if not host.startswith(("./", "/")):  # a named volume: declared at the top level
+                assert host in COMPOSE.get("volumes", {}), f"{name}: volume {host} undeclared"
+                continue
             assert host.startswith("./"), f"{name}: {target} is not a bind mount of the repository"
             assert (REPO / host).exists(), f"{name}: {host}"
+
+
+def test_the_airflow_services_share_one_image_one_user_and_one_logs_volume():
+    """The official compose's shape: the api-server serves the task logs the scheduler's
+    LocalExecutor wrote, so every Airflow service mounts the same logs folder, and all run as
+    AIRFLOW_UID (group 0, as the apache/airflow image expects)."""
+    airflow = {n: s for n, s in COMPOSE["services"].items() if n.startswith("airflow-")}
+    assert len(airflow) == len(AIRFLOW_SERVICES) + 1  # and airflow-init
+    for name, service in airflow.items():
+        assert mounts(service)["/opt/airflow/logs"] == "airflow-logs", name
+        assert service["user"] == "${AIRFLOW_UID:-50000}:0", name
+        assert service["image"] == "fruits-airflow:local", name
 
 
 def test_the_weights_folder_is_mounted_where_the_seed_reads_the_weights():

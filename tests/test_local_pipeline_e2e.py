@@ -77,3 +77,14 @@ def test_each_night_featurizes_its_own_photos_and_refits_over_the_history(two_ni
     for name in ("training_moments.npz", "class_sums.npz", "evaluation.json"):
         kept = sorted(p.parent.name for p in (workdir / "lake" / "moments").rglob(name))
         assert kept == [f"ingest_date={night}" for night in NIGHTS]
+
+
+def test_the_run_said_each_task_as_it_started_and_ended(two_nights):
+    _, first, _, _ = two_nights
+    lines = first["progress"]
+    for task in ("resolve_config", "local.run_featurize_locally", "publish.verify_and_publish"):
+        (done,) = [line for line in lines if line.startswith(f"done    {task}  ")]
+        assert done.endswith(" s"), done  # with its duration
+    started = lines.index("start   local.run_featurize_locally")
+    assert started < lines.index(next(x for x in lines if "done    local.run_featurize" in x))
+    assert any(line.startswith("skipped ") and "emr." in line for line in lines)

@@ -17,8 +17,10 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, timezone
+from pathlib import Path
 from typing import Any, NamedTuple, get_type_hints
 
 from fruits.databricks_runtime import RUNTIME as DATABRICKS_RUNTIME
@@ -46,9 +48,9 @@ DEPLOYMENT_SETTINGS = ("aws_conn_id", "wasb_conn_id")
 # Spark task slots per vCPU, on every platform (EMR executors, the Databricks job cluster, local
 # mode, make featurize). Each photo is one object-store GET, made by its task in the JVM, one
 # object after the other: with one slot per vCPU a core idles for every GET's latency. With
-# several, other tasks' workers compute meanwhile. Measured by benchmarks/latency (README,
-# Performance, "At object-store latency"), with what bounds it: each slot is a Python worker
-# holding its own TFLite interpreter.
+# several, other tasks' workers compute meanwhile. Measured by benchmarks/latency
+# (docs/performance.md, "At object-store latency"), with what bounds it: each slot is a Python
+# worker holding its own TFLite interpreter.
 TASK_SLOTS_PER_VCPU = 4
 # An EC2 instance type's size: large (2 vCPUs), xlarge (4) or <n>xlarge (4n), as in every current
 # general-purpose, compute- and memory-optimised family; Databricks names AWS nodes the same way.
@@ -114,6 +116,25 @@ class Deployment:
     # The local platform's staging area. It also keeps the converted-model cache from one run to
     # the next, so the default is a fixed folder, not a fresh temporary one.
     scratch_dir: str = os.path.join(tempfile.gettempdir(), "fruits-scratch")
+    # Where the Spark jobs are on the Airflow machines ("": spark_jobs/ next to dags/). Set it
+    # where dags/ can hold nothing else (MWAA: only dags/, plugins.zip, requirements.txt).
+    spark_jobs_dir: str = ""
+
+    def spark_jobs_folder(self, next_to_dags: Path, holding: Sequence[str]) -> Path:
+        """The folder of the Spark jobs: FRUITS_SPARK_JOBS_DIR, else spark_jobs/ next to dags/.
+        Checked when the DAG is parsed, so a wrong place is an import error naming the setting,
+        not a run that uploads an empty code bundle."""
+        folder = Path(self.spark_jobs_dir) if self.spark_jobs_dir else next_to_dags
+        missing = [name for name in holding if not (folder / name).is_file()]
+        _check(
+            not missing,
+            "FRUITS_SPARK_JOBS_DIR",
+            str(folder),
+            f"an absolute path to the folder holding {', '.join(holding)} "
+            f"(missing there: {', '.join(missing)}; unset, it is spark_jobs/ next to dags/)",
+        )
+        _check(folder.is_absolute(), "FRUITS_SPARK_JOBS_DIR", str(folder), "an absolute path")
+        return folder
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Deployment:
@@ -132,6 +153,7 @@ class Deployment:
             task_timeout_s=_env_seconds(env, "FRUITS_TASK_TIMEOUT_S", cls.task_timeout_s),
             run_timeout_s=_env_seconds(env, "FRUITS_RUN_TIMEOUT_S", cls.run_timeout_s),
             scratch_dir=env.get("FRUITS_SCRATCH_DIR") or cls.scratch_dir,
+            spark_jobs_dir=env.get("FRUITS_SPARK_JOBS_DIR", cls.spark_jobs_dir),
         )
         _check(
             deployment.default_platform in PLATFORMS,
@@ -499,7 +521,9 @@ def run_date_of(form_date: str | None, logical_date: datetime | None, run_after:
 def parse_variable(raw: str | dict | None) -> dict[str, Any]:
     """The `fruits_config` Variable's JSON, with a clear error when it is missing or not JSON."""
     if raw is None:
-        raise ConfigError("Airflow Variable fruits_config is missing (see README, Configuration)")
+        raise ConfigError(
+            "Airflow Variable fruits_config is missing (see docs/deploy-aws.md, step 5)"
+        )
     if isinstance(raw, dict):
         return raw
     try:

@@ -11,8 +11,9 @@ the subnet, the roles and the project tag come from the same validated settings 
 - `ec2-instance-profile`: what the cluster's Spark jobs read and write (the EMR instance role;
   the Databricks workspace's instance profile takes the same policy).
 
-iam/*.json are these policies rendered for the README's example settings; tests/test_iam.py keeps
-them in sync and lints every rendered policy with parliament (AWS's action and resource tables).
+iam/*.json are these policies (and the trust policies of the two EMR roles) rendered for
+iam/example-fruits_config.json; tests/test_iam.py keeps them in sync and lints every rendered
+policy with parliament (AWS's action and resource tables).
 """
 
 from __future__ import annotations
@@ -286,8 +287,53 @@ POLICIES: dict[str, Callable[[RunConfig], dict[str, Any]]] = {
 }
 
 
+# --- who may assume the roles EMR uses ----------------------------------------------------------
+# (The Airflow role's trust depends on where Airflow runs: docs/deploy-aws.md.)
+
+
+def emr_service_role_trust(config: RunConfig) -> dict[str, Any]:
+    """EMR, for clusters of this account and region only (the confused-deputy conditions AWS
+    documents for the EMR service role)."""
+    arns = Arns(config)
+    return document(
+        [
+            {
+                "Sid": "EmrAssumesTheServiceRole",
+                "Effect": "Allow",
+                "Principal": {"Service": "elasticmapreduce.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": arns.account},
+                    "ArnLike": {"aws:SourceArn": arns.of("elasticmapreduce", "*")},
+                },
+            }
+        ]
+    )
+
+
+def ec2_instance_role_trust(config: RunConfig) -> dict[str, Any]:
+    """EC2, for the instances of the instance profile that holds the role."""
+    return document(
+        [
+            {
+                "Sid": "Ec2AssumesTheInstanceRole",
+                "Effect": "Allow",
+                "Principal": {"Service": "ec2.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ]
+    )
+
+
+TRUST_POLICIES: dict[str, Callable[[RunConfig], dict[str, Any]]] = {
+    "emr-service-role-trust": emr_service_role_trust,
+    "ec2-instance-role-trust": ec2_instance_role_trust,
+}
+DOCUMENTS = {**POLICIES, **TRUST_POLICIES}
+
+
 def render(name: str, config: RunConfig) -> dict[str, Any]:
-    return POLICIES[name](config)
+    return DOCUMENTS[name](config)
 
 
 def config_from_variable(variable: dict[str, Any]) -> RunConfig:
@@ -298,8 +344,10 @@ def config_from_variable(variable: dict[str, Any]) -> RunConfig:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 2 or argv[0] not in POLICIES:
-        raise SystemExit(f"usage: python -m fruits.iam {{{'|'.join(POLICIES)}}} fruits_config.json")
+    if len(argv) != 2 or argv[0] not in DOCUMENTS:
+        raise SystemExit(
+            f"usage: python -m fruits.iam {{{'|'.join(DOCUMENTS)}}} fruits_config.json"
+        )
     name, variable_file = argv
     try:
         config = config_from_variable(parse_variable(Path(variable_file).read_text()))

@@ -13,7 +13,7 @@ def verify_weights(s3_hook, uri: str, expected_sha256: str) -> dict[str, Any]:
     if not s3_hook.check_for_key(key, bucket_name=bucket):
         raise FileNotFoundError(
             f"weights artifact {uri} is missing: upload the pinned .weights.h5 there "
-            "(see README, Model weights) or fix fruits_config.weights_uri"
+            "(see docs/deploy-aws.md, step 4) or fix fruits_config.weights_uri"
         )
     body = s3_hook.get_key(key, bucket_name=bucket).get()["Body"]
     digest, size = hashlib.sha256(), 0
