@@ -76,6 +76,10 @@ ELSEWHERE = {
     r"make grid-screenshot": "needs Chromium and playwright, not in CI; test_dag_structure.py "
     "pins the shape the picture shows",
     r"spark-submit --deploy-mode client .*": "the EMR step; tests/test_dag_emr_*.py check steps",
+    r"make lock( ARGS=--upgrade)?": "re-resolves the lock from PyPI; "
+    "tests/test_cluster_requirements.py checks the committed lock",
+    r"make wheelhouse( BUCKET=\S+ CODE_PREFIX=\S+)?": "needs an AWS account (uploads ~424 MB); "
+    "tests/test_cluster_requirements.py checks the lock and what the bootstrap installs",
 }
 RUN_HERE = {
     r"make run": "test_make_run_is_the_local_main_job",
