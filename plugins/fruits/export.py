@@ -1,11 +1,28 @@
-"""The export's verification: every object the night published (its features and quarantine
-partitions, runs/<date>/) must be in Azure with the same size (and MD5 where both sides have one);
-then a `LATEST.json` pointer for the date is written and older attempts of that date removed.
+"""The night's export to Azure: its partitions as partitions of one table per dataset, verified.
+
+Azure mirrors the lake's layout under `<azure_prefix>/`, one level deeper: the night's objects
+under `<lake prefix>/attempt=<run id>/`, for instance
+`fruits/features/ingest_date=2026-11-25/attempt=scheduled__2026-11-25T02_00_00_00_00/part-….parquet`
+and `fruits/runs/2026-11-25/attempt=…/pca/report.json`. A reader of `fruits/features/` as one
+table (Spark, Databricks, Synapse) gets `ingest_date` and `attempt` as partition columns and, at
+rest, exactly one attempt per date.
+
+A night is published in three steps, so a re-run of a date never leaves a reader of a table with
+a half-copied or duplicated night:
+1. the provider's operator copies the night into `<azure_prefix>/_staging/<date>/<attempt>/`
+   (outside every table; Spark and Synapse skip `_` folders anyway); a failed copy stays there;
+2. every object there is checked against the lake (name, size, MD5 where both sides have one),
+   then copied server-side into its table's `attempt=` folder, and checked there again;
+3. `<azure_prefix>/<runs_prefix>/<date>/LATEST.json` names the new attempt, then every other
+   attempt of the date and the date's staging are removed. Between the server-side copy and this
+   removal (seconds) two attempts of the date coexist: a reader that must never see that filters
+   `attempt` by the date's LATEST.json.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,12 +47,23 @@ class ExportSources:
 @dataclass(frozen=True)
 class ExportTarget:
     container: str
-    date_prefix: str  # <azure_prefix>/<run date>
+    azure_prefix: str  # the published lake's root
+    run_date: str
+    date_prefix: str  # <azure_prefix>/<runs prefix>/<date>: where the date's LATEST.json is
     attempt: str  # a folder per DAG run and clearing: the provider's copy never overwrites
 
     @property
     def blob_prefix(self) -> str:
-        return f"{self.date_prefix}/{self.attempt}"
+        """Where the operator copies this attempt to, before it is verified."""
+        return f"{self.azure_prefix}/_staging/{self.run_date}/{self.attempt}"
+
+    def partition(self, lake_prefix: str) -> str:
+        """The folder of a lake prefix's night in Azure (all its attempts)."""
+        return f"{self.azure_prefix}/{lake_prefix}"
+
+    def destination(self, lake_prefix: str) -> str:
+        """Where this attempt of a lake prefix's night is published."""
+        return f"{self.partition(lake_prefix)}/attempt={self.attempt}"
 
 
 def attempt_name(run_id: str, clear_number: int = 0) -> str:
@@ -91,56 +119,111 @@ def compare(expected: dict[str, dict], actual: dict[str, dict]) -> list[str]:
     return problems
 
 
-def verify_and_publish(
-    s3_hook, wasb_hook, sources: ExportSources, target: ExportTarget, run_id: str
-) -> dict[str, Any]:
-    """Check the copy object by object; then point LATEST.json at it and drop older attempts."""
-    expected = expected_objects(s3_hook, sources)
-    if not expected:
-        raise ExportMismatch(f"nothing to export from s3://{sources.bucket}/ {sources.prefixes}")
-    actual = list_blobs(wasb_hook, target.container, target.blob_prefix)
-    actual.pop(EXPORT_MANIFEST, None)
+def check(expected: dict[str, dict], actual: dict[str, dict], where: str) -> None:
     problems = compare(expected, actual)
     if problems:
         raise ExportMismatch(
-            f"{len(problems)} problem(s) in the export to "
-            f"{target.container}/{target.blob_prefix}:\n" + "\n".join(problems)
+            f"{len(problems)} problem(s) in the export to {where}:\n" + "\n".join(problems)
         )
+
+
+def published_objects(wasb_hook, sources: ExportSources, target: ExportTarget) -> dict:
+    """This attempt's objects in their tables, named as in `expected_objects`."""
+    return {
+        f"{folder}/{name}": meta
+        for folder, prefix in sources.prefixes.items()
+        for name, meta in list_blobs(
+            wasb_hook, target.container, target.destination(prefix)
+        ).items()
+    }
+
+
+def verify_and_publish(
+    s3_hook, wasb_hook, sources: ExportSources, target: ExportTarget, run_id: str
+) -> dict[str, Any]:
+    """Check the staged copy object by object, publish it into its tables and check it there;
+    then point LATEST.json at it and drop the date's other attempts and staging."""
+    expected = expected_objects(s3_hook, sources)
+    if not expected:
+        raise ExportMismatch(f"nothing to export from s3://{sources.bucket}/ {sources.prefixes}")
+    staged = list_blobs(wasb_hook, target.container, target.blob_prefix)
+    check(expected, staged, f"{target.container}/{target.blob_prefix}")
+    promote(wasb_hook, sources, target, expected)
+    check(expected, published_objects(wasb_hook, sources, target), target.container)
+
+    run_folder = target.destination(sources.prefixes["run"])
+    folders = {
+        folder: f"{target.destination(prefix)}/" for folder, prefix in sources.prefixes.items()
+    }
     manifest = {
         "run_id": run_id,
         "sources": {
             folder: f"s3://{sources.bucket}/{prefix}/"
             for folder, prefix in sources.prefixes.items()
         },
-        "destination": f"{target.container}/{target.blob_prefix}/",
+        "destinations": folders,
         "objects": expected,
         "total_bytes": sum(o["size"] for o in expected.values()),
     }
     wasb_hook.load_string(
         json.dumps(manifest, indent=2, sort_keys=True),
         container_name=target.container,
-        blob_name=f"{target.blob_prefix}/{EXPORT_MANIFEST}",
+        blob_name=f"{run_folder}/{EXPORT_MANIFEST}",
         overwrite=True,
     )
-    pointer = {"run_id": run_id, "prefix": f"{target.blob_prefix}/", "objects": len(expected)}
+    pointer = {
+        "run_id": run_id,
+        "attempt": target.attempt,
+        "prefix": f"{run_folder}/",
+        "folders": folders,
+        "objects": len(expected),
+    }
     wasb_hook.load_string(
         json.dumps(pointer, indent=2, sort_keys=True),
         container_name=target.container,
         blob_name=f"{target.date_prefix}/{LATEST}",
         overwrite=True,
     )
-    remove_older_attempts(wasb_hook, target)
+    remove_other_attempts(wasb_hook, sources, target)
     return {
         "objects": len(expected),
         "total_bytes": manifest["total_bytes"],
-        "prefix": target.blob_prefix,
+        "prefix": pointer["prefix"],
     }
 
 
-def remove_older_attempts(wasb_hook, target: ExportTarget) -> None:
-    """A re-run of a date leaves exactly one copy: the verified one LATEST.json points at."""
-    keep = (f"{target.blob_prefix}/", f"{target.date_prefix}/{LATEST}")
-    for name in list_blobs(wasb_hook, target.container, target.date_prefix):
-        full = f"{target.date_prefix}/{name}"
-        if not full.startswith(keep[0]) and full != keep[1]:
-            wasb_hook.delete_file(target.container, full)
+def promote(wasb_hook, sources: ExportSources, target: ExportTarget, expected: dict) -> None:
+    """Server-side copies (WasbHook.copy_blobs: Azure's Copy Blob, nothing through the worker)
+    from the staging folder into each object's table, waited for."""
+    for name in sorted(expected):
+        folder, relative = name.split("/", 1)
+        source = f"{target.blob_prefix}/{folder}/{relative}"
+        destination = f"{target.destination(sources.prefixes[folder])}/{relative}"
+        wasb_hook.copy_blobs(target.container, source, target.container, destination)
+        wait_for_copy(wasb_hook, target.container, destination)
+
+
+def wait_for_copy(wasb_hook, container: str, blob: str, timeout_s: float = 600) -> None:
+    """Copy Blob may answer `pending`: the copy is done when the blob's copy status says so."""
+    client = wasb_hook.blob_service_client.get_blob_client(container, blob)
+    deadline = time.monotonic() + timeout_s
+    while (status := client.get_blob_properties().copy.status) == "pending":
+        if time.monotonic() > deadline:
+            raise ExportMismatch(f"the copy of {blob} is still pending after {timeout_s:.0f} s")
+        time.sleep(1)
+    if status not in (None, "success"):
+        raise ExportMismatch(f"the copy of {blob} ended {status}")
+
+
+def remove_other_attempts(wasb_hook, sources: ExportSources, target: ExportTarget) -> None:
+    """A date keeps exactly one copy in each table, the verified one LATEST.json points at;
+    and no staging (this attempt's, or a failed one's)."""
+    keep = f"{target.date_prefix}/{LATEST}"
+    for prefix in sources.prefixes.values():
+        partition, current = target.partition(prefix), target.destination(prefix) + "/"
+        for name in list_blobs(wasb_hook, target.container, partition):
+            full = f"{partition}/{name}"
+            if not full.startswith(current) and full != keep:
+                wasb_hook.delete_file(target.container, full)
+    staging = target.blob_prefix.rsplit("/", 1)[0]
+    wasb_hook.delete_file(target.container, staging + "/", is_prefix=True, ignore_if_missing=True)
