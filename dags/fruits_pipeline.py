@@ -308,7 +308,7 @@ def resolve_config(params=None, dag_run=None) -> dict:
 @task
 def plan_export(config: dict, dag_run=None) -> list[dict]:
     run = RunConfig.from_dict(config)
-    return export.export_copies(export_sources(run), export_target(run, dag_run))
+    return export.export_copies(export.night_sources(run), export_target(run, dag_run))
 
 
 def connections_needed(platform: str) -> list[str]:
@@ -440,7 +440,7 @@ def prepare_copy(context) -> None:
 @task(outlets=[PUBLISHED_IN_AZURE, WRITTEN_IN_S3])
 def verify_and_publish(config: dict, dag_run=None, ti=None, outlet_events=None) -> dict:
     run = RunConfig.from_dict(config)
-    sources, target = export_sources(run), export_target(run, dag_run)
+    sources, target = export.night_sources(run), export_target(run, dag_run)
     facts = {  # read first: a night whose outputs lack them is not published
         "run_date": run.run_date,
         "platform": run.platform,
@@ -477,20 +477,6 @@ def emr_cost(run: RunConfig, ti) -> dict:
     cluster_id = ti.xcom_pull(task_ids="emr.create_emr_cluster")
     client = EmrHook(aws_conn_id=DEPLOYMENT.aws_conn_id, region_name=run.region).conn
     return emr_cost_estimate(client, cluster_id, run.emr.usd_per_normalized_hour)
-
-
-def export_sources(config: RunConfig) -> export.ExportSources:
-    """The night's outputs, by their folder in the published copy: its partitions of the
-    features, quarantine and vectors tables, and runs/<date>/ (its models and reports)."""
-    return export.ExportSources(
-        bucket=config.lake_bucket,
-        prefixes={
-            "features": config.features_partition_prefix,
-            "quarantine": config.quarantine_partition_prefix,
-            "vectors": config.vectors_partition_prefix,
-            "run": config.run_prefix,
-        },
-    )
 
 
 def lake_hook(run: RunConfig) -> S3Hook:

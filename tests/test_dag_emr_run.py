@@ -64,7 +64,10 @@ def test_a_successful_run_publishes_to_azure_and_terminates_the_cluster(pipeline
     assert events["fruits_features_s3"]["features"] == (
         f"s3://{lake.LAKE_BUCKET}/features/ingest_date={night}/"
     )
-    assert events["fruits_features_s3"]["pca"] == f"s3://{lake.LAKE_BUCKET}/runs/{night}/pca/"
+    assert events["fruits_features_s3"]["vectors"] == (
+        f"s3://{lake.LAKE_BUCKET}/vectors/ingest_date={night}/"
+    )
+    assert events["fruits_features_s3"]["run"] == f"s3://{lake.LAKE_BUCKET}/runs/{night}/"
     azure = events["fruits_features_azure"]
     assert (azure["container"], azure["prefix"]) == (lake.CONTAINER, latest["prefix"])
     # ...and the night's figures, from the jobs' own manifest, report and metrics.
@@ -330,15 +333,24 @@ def test_the_copy_is_verified_blob_by_blob(cloud):
         "runs/2026-11-30/pca/report.json": ("run/pca/report.json", b"{}" * 50),
         "runs/2026-11-30/classify/metrics.json": ("run/classify/metrics.json", b"{}"),
     }
-    for key, (blob, body) in objects.items():
-        s3.put_object(Bucket=lake.LAKE_BUCKET, Key=key, Body=body)
-        wasb.load_string(
-            body.decode(), lake.CONTAINER, f"{target.blob_prefix}/{blob}", create_container=True
-        )
+
+    def stage() -> None:  # what copy_to_azure leaves in the staging folder
+        for key, (blob, body) in objects.items():
+            s3.put_object(Bucket=lake.LAKE_BUCKET, Key=key, Body=body)
+            wasb.load_string(
+                body.decode(),
+                lake.CONTAINER,
+                f"{target.blob_prefix}/{blob}",
+                create_container=True,
+                overwrite=True,
+            )
+
     verify = lambda: export.verify_and_publish(  # noqa: E731
         s3_hook, wasb, sources, target, "attempt1"
     )
+    stage()
     assert verify()["objects"] == 3
+    stage()  # a published attempt leaves no staging: stage it again to alter it
 
     # Same size, other bytes: only the MD5s (S3's ETag, Azure's Content-MD5) tell them apart.
     report = objects["runs/2026-11-30/pca/report.json"][1]
@@ -421,12 +433,20 @@ def test_a_rerun_of_a_date_never_shows_a_table_reader_two_copies_of_it(cloud):
 
     def stage(target, outputs: dict[str, bytes]) -> None:  # what copy_to_azure does
         for name, body in outputs.items():
+            blob = f"{target.blob_prefix}/{name}"
             wasb.load_string(
-                body.decode(), lake.CONTAINER, f"{target.blob_prefix}/{name}", overwrite=True
+                body.decode(), lake.CONTAINER, blob, overwrite=True, create_container=True
             )
 
-    def readers_view() -> dict[str, dict]:
-        return {t: table_as_spark_reads_it(endpoints, t) for t in ("features", "vectors")}
+    def readers_view() -> dict[str, dict]:  # the night's rows (the cloud holds other nights)
+        return {
+            t: {
+                key: files
+                for key, files in table_as_spark_reads_it(endpoints, t).items()
+                if key[0] == night
+            }
+            for t in ("features", "vectors")
+        }
 
     first = export_target(night, "run1")
     stage(first, night_outputs(b"1"))

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from fruits.config import RunConfig
 from fruits.lake import list_objects
 
 EXPORT_MANIFEST = "_EXPORT_MANIFEST.json"
@@ -64,6 +65,21 @@ class ExportTarget:
     def destination(self, lake_prefix: str) -> str:
         """Where this attempt of a lake prefix's night is published."""
         return f"{self.partition(lake_prefix)}/attempt={self.attempt}"
+
+
+def night_sources(config: RunConfig) -> ExportSources:
+    """What a night exports, by its folder in the published copy: its partitions of the
+    features, quarantine and vectors tables, and runs/<date>/ (its models and reports): never
+    an earlier night's objects."""
+    return ExportSources(
+        bucket=config.lake_bucket,
+        prefixes={
+            "features": config.features_partition_prefix,
+            "quarantine": config.quarantine_partition_prefix,
+            "vectors": config.vectors_partition_prefix,
+            "run": config.run_prefix,
+        },
+    )
 
 
 def attempt_name(run_id: str, clear_number: int = 0) -> str:
