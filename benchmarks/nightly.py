@@ -143,7 +143,7 @@ def land(sample: Path, target: Path, count: int) -> int:
     return len(photos)
 
 
-def one_scale(scale: int, scratch: Path, weights: Path, new: int, cores: int) -> dict:
+def one_scale(scale: int, scratch: Path, weights: Path, cores: int) -> dict:
     """The new night over `scale` earlier nights of its size: its stages' seconds and bytes."""
     lake = scratch / f"lake-{scale}x"
     config = night_config(NEW_NIGHT)
@@ -163,15 +163,25 @@ def one_scale(scale: int, scratch: Path, weights: Path, new: int, cores: int) ->
     seconds.update(run_jobs(NEW_NIGHT, lake, ("pca", "classify"), cores))
     seconds["export"], exported = export(NEW_NIGHT, lake, scratch / f"container-{scale}x")
     metrics = json.loads((lake / config.run_prefix / "classify" / "metrics.json").read_text())
-    print(f"  {scale}x done: {rows} history rows, {sum(seconds.values()):.1f} s", flush=True)
-    return {
+    shutil.rmtree(lake)  # the next scale's disk
+    result = {
         "scale": scale,
         "history_rows": rows,
         "seconds": seconds,
         "bytes": exported,
         "accuracy": metrics.get("accuracy"),
-        "new": new,
     }
+    print(f"  done: {row(result)}", flush=True)
+    return result
+
+
+def row(result: dict) -> str:
+    cells = "".join(f"{result['seconds'][stage]:10.1f}" for stage in STAGES)
+    accuracy = "" if result["accuracy"] is None else f"{result['accuracy']:.3f}"
+    return (
+        f"{result['scale']:>3}x {result['history_rows']:>7} rows{cells}"
+        f"{sum(result['seconds'].values()):9.1f}{result['bytes']:>10,} B{accuracy:>10}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -191,18 +201,14 @@ def main(argv: list[str] | None = None) -> None:
         (scratch / "model-cache").mkdir()
         new = land(args.images, scratch / "landing" / NEW_NIGHT, args.new)
         print(f"new night {NEW_NIGHT}: {new} photos; histories of {args.scales} nights like it")
-        results = [one_scale(s, scratch, args.weights, new, args.cores) for s in args.scales]
+        results = [one_scale(s, scratch, args.weights, args.cores) for s in args.scales]
 
     print(f"\nOne night of {new} photos over growing histories — Spark local[{args.cores}]")
     header = "".join(f"{stage:>10}" for stage in STAGES)
     print(f"{'history':>16}{header}{'total s':>9}{'exported':>12}{'accuracy':>10}")
+    results.sort(key=lambda r: r["scale"])
     for r in results:
-        cells = "".join(f"{r['seconds'][stage]:10.1f}" for stage in STAGES)
-        accuracy = "" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
-        print(
-            f"{r['scale']:>3}x {r['history_rows']:>7} rows{cells}"
-            f"{sum(r['seconds'].values()):9.1f}{r['bytes']:>10,} B{accuracy:>10}"
-        )
+        print(row(r))
     first, last = results[0], results[-1]
     growth = sum(last["seconds"].values()) / sum(first["seconds"].values()) - 1
     print(

@@ -328,3 +328,48 @@ def test_per_class_metrics_count_errors_both_ways(spark):
         "support": 2,
     }
     assert metrics["b"]["precision"] == pytest.approx(2 / 3) and metrics["b"]["recall"] == 1.0
+
+
+def test_project_puts_a_range_of_nights_in_one_nights_basis(spark, tmp_path):
+    """project.py: nights 1-3's features through night 2's model, nights 2-3 asked for: both
+    projected (and only them), partitioned by night, as numpy does it from basis.npz."""
+    import project
+
+    root = tmp_path / "features"
+    for seed, night in enumerate(NIGHTS):
+        write_night(spark, root, night, synthetic_rows(night, seed=seed))
+    run_pca(root, tmp_path / "pca", NIGHTS[1], "--k", "3")
+    output = tmp_path / "november"
+    project.main(
+        ["--features", str(root), "--since", NIGHTS[1], "--until", NIGHTS[2]]
+        + ["--model", str(tmp_path / "pca" / "model"), "--output", str(output)]
+    )
+
+    manifest = json.loads((output / "_manifest.json").read_text())
+    assert manifest["nights"] == list(NIGHTS[1:]) and manifest["rows"] == 240
+    assert sorted(p.name for p in output.glob("ingest_date=*")) == [
+        f"ingest_date={night}" for night in NIGHTS[1:]
+    ]
+    basis = np.load(tmp_path / "pca" / "basis.npz")
+    for night in NIGHTS[1:]:
+        ours = read_rows(output / f"ingest_date={night}")
+        features = np.stack(read_rows(root / f"ingest_date={night}")["features"])
+        plain = ((features - basis["mean"]) * basis["scale"]) @ basis["components"]
+        np.testing.assert_allclose(np.stack(ours["pca_features"]), plain, atol=1e-4)
+
+
+def test_project_refuses_a_range_without_nights(spark, tmp_path, capsys):
+    import project
+
+    with pytest.raises(SystemExit):
+        project.parse_args(
+            ["--features", "f", "--since", "2026-11-03", "--until", "2026-11-01"]
+            + ["--model", "m", "--output", "o"]
+        )
+    assert "is after --until" in capsys.readouterr().err
+    write_night(spark, tmp_path / "features", NIGHTS[0], synthetic_rows(NIGHTS[0]))
+    with pytest.raises(SystemExit, match="no complete features partition from 2026-12-01"):
+        project.main(
+            ["--features", str(tmp_path / "features"), "--since", "2026-12-01"]
+            + ["--until", "2026-12-31", "--model", "m", "--output", str(tmp_path / "o")]
+        )
