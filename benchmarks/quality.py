@@ -31,14 +31,13 @@ NIGHT = "2026-11-25"  # the sample as one night of the lake
 
 
 def pca_then_classify(features: Path, output: Path, *pca_choice: str) -> dict:
+    vectors = output / "vectors" / f"ingest_date={NIGHT}"
     run(
         "pca",
         *("--features", str(features), "--until", NIGHT, "--output", str(output / "pca")),
-        *pca_choice,
+        *("--vectors", str(vectors), *pca_choice),
     )
-    run(
-        "classify", "--input", str(output / "pca" / "vectors"), "--output", str(output / "classify")
-    )
+    run("classify", "--input", str(vectors), "--output", str(output / "classify"))
     report = json.loads((output / "pca" / "report.json").read_text())
     metrics = json.loads((output / "classify" / "metrics.json").read_text())
     return {
