@@ -1,23 +1,25 @@
-"""A night of new photos against a full recompute of the whole history, in the same run.
+"""The same new night over histories of 1x, 4x and 16x its size: does a night cost its photos?
 
-    python -m benchmarks.nightly [--images DIR] [--weights FILE] [--history-nights 8]
-        [--new 1000] [--cores 2]
+    python -m benchmarks.nightly [--images DIR] [--weights FILE] [--new 120]
+        [--scales 1 4 16] [--cores 2]
 
-The history is `--history-nights` nights of the shared Fruits-360 sample (4,560 real photos each:
-36,480 by default), the new night `--new` photos of it. Both ways run the pipeline's own jobs with
-`spark-submit` in Spark `local[--cores]`, as the local platform does, and are timed from the
-command's start to its end (JVM start-up included: a night pays it too):
+The new night is `--new` photos of the shared Fruits-360 sample (spread over its classes and
+both splits). For each history size it runs the night as the DAG does, the jobs the DAG plans
+(`spark_steps.pipeline_jobs`, so the same flags) with `spark-submit` in Spark `local[--cores]`,
+every s3:// URI mapped to a folder standing in for the lake, each timed from the command's start
+to its end (JVM start-up included: a night pays it too):
 
-- full recompute (what every run did before nights): featurize every photo ever landed, fit PCA
-  on all of them in one pass, refit the classifier;
-- one night: featurize only the new photos into their partition, refit PCA from the nights' kept
-  statistics (the new night's computed from its own rows), project and refit the classifier over
-  the history.
+- featurize: the night's photos into its partition;
+- pca: the nights' kept statistics merged, the night projected;
+- classify: as the DAG plans it;
+- export: what the DAG would copy to Azure (`fruits.export.night_sources`), copied to a local
+  folder standing in for the container; its bytes.
 
-The history's partitions are made by featurizing the sample once and copying its rows, with
-their paths, into each night (identical photos give identical features; untimed), and their
-statistics by one pca run (untimed: the earlier nights did that). The refit's growth with the
-history (pca + classify of the same night over two history sizes) gives its cost per 100k rows.
+The history is made cheaply: the night's own feature rows, copied (paths renamed) into one
+partition per earlier night, as many nights as the scale; then the last of those nights is run
+once through pca and classify, untimed, as the nights before would have (it keeps every night's
+statistics). The goal: the night's total grows by at most 10% from 1x to 16x, and the bytes
+exported do not grow.
 """
 
 from __future__ import annotations
@@ -33,84 +35,104 @@ import time
 from pathlib import Path
 
 from benchmarks import REPO, add_data_arguments
+from fruits.config import Deployment, RunConfig
+from fruits.export import night_sources
 from fruits.local_platform import LOCAL_SPARK_OPTIONS
+from fruits.spark_steps import SparkJob, pipeline_jobs
 
-FIRST_NIGHT = 1  # nights are 2026-10-01, 2026-10-02, ...; the new one follows the history
+BUCKET = "bench-lake"
+NEW_NIGHT = "2026-10-31"  # after every history night (2026-10-01 ...)
+STAGES = ("featurize", "pca", "classify", "export")
 
 
-def night(index: int) -> str:
-    return f"2026-10-{index:02d}"
+def history_night(index: int) -> str:
+    return f"2026-10-{index + 1:02d}"
 
 
-def spark_submit(job: str, *arguments: str, cores: int) -> float:
+def night_config(night: str) -> RunConfig:
+    """The night as the DAG would run it, in a lake named BUCKET."""
+    variable = {
+        "region": "eu-west-1",
+        "lake_bucket": BUCKET,
+        "weights_uri": f"s3://{BUCKET}/models/backbone.weights.h5",
+        "weights_sha256": "0" * 64,
+        "azure_container": "bench",
+    }
+    return RunConfig.build({"run_date": night, "platform": "local"}, variable, Deployment())
+
+
+def local(job: SparkJob, lake: Path) -> SparkJob:
+    """The job with each s3://BUCKET/<key> as <lake>/<key>."""
+
+    def path(uri: str) -> str:
+        return str(lake / uri[len(f"s3://{BUCKET}/") :]) if uri.startswith("s3://") else uri
+
+    return SparkJob(
+        job.name,
+        {flag: path(uri) for flag, uri in job.inputs.items()},
+        {flag: path(uri) for flag, uri in job.outputs.items()},
+        job.options,
+        {flag: path(uri) for flag, uri in job.caches.items()},
+    )
+
+
+def spark_submit(job: SparkJob, cores: int) -> float:
     """Run a job as the local platform does; its wall-clock seconds."""
     command = [str(Path(sys.executable).with_name("spark-submit")), "--master", f"local[{cores}]"]
     command += [*LOCAL_SPARK_OPTIONS, "--conf", "spark.ui.enabled=false"]
     started = time.perf_counter()
     result = subprocess.run(
-        [*command, str(REPO / "spark_jobs" / f"{job}.py"), *arguments],
+        [*command, str(REPO / "spark_jobs" / job.script), *job.arguments()],
         capture_output=True,
         text=True,
         env={**os.environ, "PYSPARK_PYTHON": sys.executable, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     if result.returncode != 0:
-        raise RuntimeError(f"{job} failed:\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"{job.name} failed:\n{result.stderr[-3000:]}")
     return time.perf_counter() - started
 
 
-def pipeline(
-    landing: Path,
-    root: Path,
-    until: str,
-    out: Path,
-    weights: Path,
-    cores: int,
-    moments: Path | None,
-) -> dict[str, float]:
-    """featurize -> pca -> classify of one night; seconds of each."""
-    cache = ("--model-cache", str(out.parent / "model-cache"))
-    seconds = {
-        "featurize": spark_submit(
-            "featurize",
-            *("--input", str(landing), "--output", str(root / f"ingest_date={until}")),
-            *("--weights", str(weights), *cache),
-            cores=cores,
-        )
-    }
-    seconds.update(refit(root, until, out, cores, moments))
-    return seconds
+def run_jobs(night: str, lake: Path, names: tuple[str, ...], cores: int) -> dict[str, float]:
+    jobs = {job.name: local(job, lake) for job in pipeline_jobs(night_config(night))}
+    return {name: spark_submit(jobs[name], cores) for name in names}
 
 
-def refit(root: Path, until: str, out: Path, cores: int, moments: Path | None) -> dict[str, float]:
-    kept = ("--moments", str(moments)) if moments else ()
-    pca = spark_submit(
-        "pca",
-        *("--features", str(root), "--until", until, "--output", str(out / "pca"), *kept),
-        cores=cores,
-    )
-    classify = spark_submit(
-        "classify",
-        *("--input", str(out / "pca" / "vectors"), "--output", str(out / "classify")),
-        cores=cores,
-    )
-    return {"pca": pca, "classify": classify}
+def export(night: str, lake: Path, container: Path) -> tuple[float, int]:
+    """Copy what the DAG would export for the night; (seconds, bytes)."""
+    started, size = time.perf_counter(), 0
+    for folder, prefix in night_sources(night_config(night)).prefixes.items():
+        for file in sorted(p for p in (lake / prefix).rglob("*") if p.is_file()):
+            if file.name.endswith(".crc"):  # Hadoop's local checksums: no object in S3
+                continue
+            target = container / folder / file.relative_to(lake / prefix)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, target)
+            size += file.stat().st_size
+    return time.perf_counter() - started, size
 
 
-def copy_night(spark, source: Path, target: Path, from_night: str, to_night: str) -> int:
-    """The rows of one night as another night's partition, paths renamed; the row count."""
-    from pyspark.sql import functions as F
+def copy_night(template: Path, target: Path, night: str) -> int:
+    """The template night's rows as another night's partition, paths renamed; the row count."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
-    rows = spark.read.parquet(str(source)).withColumn(
-        "path", F.regexp_replace("path", f"/{from_night}/", f"/{to_night}/")
-    )
-    rows.write.mode("overwrite").parquet(str(target))
-    shutil.copy(source / "_manifest.json", target / "_manifest.json")
-    return rows.count()
+    target.mkdir(parents=True)
+    rows = 0
+    for part in sorted(template.glob("*.parquet")):
+        table = pq.read_table(part)
+        paths = pc.replace_substring(table["path"], f"/{NEW_NIGHT}/", f"/{night}/")
+        table = table.set_column(table.schema.get_field_index("path"), "path", paths)
+        pq.write_table(table, target / part.name)
+        rows += table.num_rows
+    shutil.copy(template / "_manifest.json", target / "_manifest.json")
+    return rows
 
 
-def land(sample: Path, target: Path, limit: int | None = None) -> int:
-    """Hard links to the sample's photos (the first `limit`, in name order) under target/."""
-    photos = sorted(p for p in sample.rglob("*.jpg"))[:limit]
+def land(sample: Path, target: Path, count: int) -> int:
+    """Hard links to `count` of the sample's photos, spread evenly over its name order (so over
+    its classes and both splits)."""
+    photos = sorted(sample.rglob("*.jpg"))
+    photos = photos[:: max(1, len(photos) // count)][:count]
     for photo in photos:
         link = target / photo.relative_to(sample)
         link.parent.mkdir(parents=True, exist_ok=True)
@@ -121,95 +143,78 @@ def land(sample: Path, target: Path, limit: int | None = None) -> int:
     return len(photos)
 
 
+def one_scale(scale: int, scratch: Path, weights: Path, cores: int) -> dict:
+    """The new night over `scale` earlier nights of its size: its stages' seconds and bytes."""
+    lake = scratch / f"lake-{scale}x"
+    config = night_config(NEW_NIGHT)
+    (lake / "models").mkdir(parents=True)
+    (lake / "models" / "backbone.weights.h5").symlink_to(weights)
+    (lake / config.model_cache_prefix).symlink_to(scratch / "model-cache")  # kept across scales
+    (lake / config.input_prefix_of_night).parent.mkdir(parents=True)
+    (lake / config.input_prefix_of_night).symlink_to(scratch / "landing" / NEW_NIGHT)
+
+    seconds = run_jobs(NEW_NIGHT, lake, ("featurize",), cores)
+    template = lake / config.features_partition_prefix
+    history = [history_night(i) for i in range(scale)]
+    rows = sum(
+        copy_night(template, lake / night_config(n).features_partition_prefix, n) for n in history
+    )
+    run_jobs(history[-1], lake, ("pca", "classify"), cores)  # the nights before (untimed)
+    seconds.update(run_jobs(NEW_NIGHT, lake, ("pca", "classify"), cores))
+    seconds["export"], exported = export(NEW_NIGHT, lake, scratch / f"container-{scale}x")
+    metrics = json.loads((lake / config.run_prefix / "classify" / "metrics.json").read_text())
+    shutil.rmtree(lake)  # the next scale's disk
+    result = {
+        "scale": scale,
+        "history_rows": rows,
+        "seconds": seconds,
+        "bytes": exported,
+        "accuracy": metrics.get("accuracy"),
+    }
+    print(f"  done: {row(result)}", flush=True)
+    return result
+
+
+def row(result: dict) -> str:
+    cells = "".join(f"{result['seconds'][stage]:10.1f}" for stage in STAGES)
+    accuracy = "" if result["accuracy"] is None else f"{result['accuracy']:.3f}"
+    return (
+        f"{result['scale']:>3}x {result['history_rows']:>7} rows{cells}"
+        f"{sum(result['seconds'].values()):9.1f}{result['bytes']:>10,} B{accuracy:>10}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_data_arguments(parser)
-    parser.add_argument("--history-nights", type=int, default=8)
-    parser.add_argument("--new", type=int, default=1000)
+    parser.add_argument("--new", type=int, default=120, help="photos in the new night")
+    parser.add_argument(
+        "--scales", type=int, nargs="+", default=[1, 4, 16], help="history sizes, in nights"
+    )
     parser.add_argument("--cores", type=int, default=2)
     args = parser.parse_args(argv)
-    nights = [night(FIRST_NIGHT + i) for i in range(args.history_nights)]
-    new_night = night(FIRST_NIGHT + args.history_nights)
+    if args.new < 10 or min(args.scales) < 1:
+        parser.error("--new must be >= 10 and every --scales >= 1")
 
     with tempfile.TemporaryDirectory(prefix="bench-nightly-") as scratch:
         scratch = Path(scratch)
-        history = sum(land(args.images, scratch / "landing" / n) for n in nights)
-        new = land(args.images, scratch / "landing" / new_night, args.new)
-        print(f"history: {args.history_nights} nights, {history} photos; new night: {new} photos")
+        (scratch / "model-cache").mkdir()
+        new = land(args.images, scratch / "landing" / NEW_NIGHT, args.new)
+        print(f"new night {NEW_NIGHT}: {new} photos; histories of {args.scales} nights like it")
+        results = [one_scale(s, scratch, args.weights, args.cores) for s in args.scales]
 
-        # Full recompute: every photo ever landed, as one input, one fit over all of them.
-        full = pipeline(
-            scratch / "landing",
-            scratch / "full" / "features",
-            new_night,
-            scratch / "full",
-            args.weights,
-            args.cores,
-            moments=None,
-        )
-
-        # The nights before: featurized once, rows copied per night, statistics kept (untimed).
-        from pyspark.sql import SparkSession
-
-        spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
-        spark = spark.config("spark.driver.memory", "4g").getOrCreate()
-        spark.sparkContext.setLogLevel("ERROR")
-        root, moments = scratch / "nights" / "features", scratch / "nights" / "moments"
-        first = root / f"ingest_date={nights[0]}"
-        spark_submit(
-            "featurize",
-            *("--input", str(scratch / "landing" / nights[0]), "--output", str(first)),
-            *("--weights", str(args.weights), "--model-cache", str(scratch / "model-cache")),
-            cores=args.cores,
-        )
-        rows = {nights[0]: spark.read.parquet(str(first)).count()}
-        for n in nights[1:]:
-            rows[n] = copy_night(spark, first, root / f"ingest_date={n}", nights[0], n)
-        spark.stop()
-        refit(root, nights[-1], scratch / "nights" / "before", args.cores, moments)
-
-        # One night: its own photos, the history's statistics, a refit over the history.
-        night_run = pipeline(
-            scratch / "landing" / new_night,
-            root,
-            new_night,
-            scratch / "nights" / "night",
-            args.weights,
-            args.cores,
-            moments,
-        )
-        report = json.loads((scratch / "nights" / "night" / "pca" / "report.json").read_text())
-
-        # The refit's growth: the same night over a smaller history (its first two nights).
-        small = scratch / "small" / "features"
-        for n in (*nights[:2], new_night):
-            shutil.copytree(root / f"ingest_date={n}", small / f"ingest_date={n}")
-        small_moments = scratch / "small" / "moments"
-        for n in nights[:2]:
-            shutil.copytree(moments / f"ingest_date={n}", small_moments / f"ingest_date={n}")
-        small_refit = refit(
-            small, new_night, scratch / "small" / "night", args.cores, small_moments
-        )
-        new_rows = report["rows"]["projected"] - sum(rows.values())
-        small_rows = rows[nights[0]] + rows[nights[1]] + new_rows
-
-    full_s, night_s = sum(full.values()), sum(night_run.values())
-    big_rows = report["rows"]["projected"]
-    slope = (sum(night_run[j] for j in ("pca", "classify")) - sum(small_refit.values())) / (
-        big_rows - small_rows
-    )
-    print(f"\nNightly run vs full recompute — Spark local[{args.cores}], {big_rows} photos")
-    print(f"{'':28} {'featurize':>10} {'pca':>8} {'classify':>9} {'total s':>9}")
-    for name, run in (("full recompute (all photos)", full), (f"one night ({new} new)", night_run)):
-        print(
-            f"{name:28} {run['featurize']:10.1f} {run['pca']:8.1f} {run['classify']:9.1f} "
-            f"{sum(run.values()):9.1f}"
-        )
-    print(f"a night costs {night_s / full_s:.1%} of a full recompute: {full_s / night_s:.1f}x less")
+    print(f"\nOne night of {new} photos over growing histories — Spark local[{args.cores}]")
+    header = "".join(f"{stage:>10}" for stage in STAGES)
+    print(f"{'history':>16}{header}{'total s':>9}{'exported':>12}{'accuracy':>10}")
+    results.sort(key=lambda r: r["scale"])
+    for r in results:
+        print(row(r))
+    first, last = results[0], results[-1]
+    growth = sum(last["seconds"].values()) / sum(first["seconds"].values()) - 1
     print(
-        f"refit (pca + classify) over the history: {sum(small_refit.values()):.1f} s at "
-        f"{small_rows} rows, {night_run['pca'] + night_run['classify']:.1f} s at {big_rows} rows: "
-        f"{slope * 100_000:.1f} s per 100k rows of history"
+        f"from {first['scale']}x to {last['scale']}x: the night's total {growth:+.1%} "
+        f"(goal: at most +10%), bytes exported {last['bytes'] - first['bytes']:+,} "
+        "(goal: no growth)"
     )
 
 

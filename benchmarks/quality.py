@@ -32,10 +32,11 @@ NIGHT = "2026-11-25"  # the sample as one night of the lake
 
 
 def pca_then_classify(features: Path, output: Path, *pca_choice: str) -> dict:
+    vectors = output / "vectors" / f"ingest_date={NIGHT}"
     run(
         "pca",
         *("--features", str(features), "--until", NIGHT, "--output", str(output / "pca")),
-        *("--moments", str(output / "moments"), *pca_choice),
+        *("--moments", str(output / "moments"), "--vectors", str(vectors), *pca_choice),
     )
     run(
         "classify",

@@ -2,15 +2,17 @@
 ### Fruits! nightly features
 
 Each night D featurizes the photos the app landed under `landing/D/` (and only those) into the
-lake's partition `features/ingest_date=D/`, refits PCA and the classifier over every night up to
-D, and publishes the night's outputs to Azure Blob Storage.
+lake's partition `features/ingest_date=D/`, refits PCA from every night's kept statistics up to
+D and projects the night's photos into `vectors/ingest_date=D/`, refits the classifier, and
+publishes the night's partitions, models and reports to Azure Blob Storage.
 
 1. **resolve_config**: run form + Variable `fruits_config` + deployment, validated: a bad setting
    fails here, once, before any cluster exists, with a message naming it.
    **find_new_photos**: no photo under `landing/D/`: the run succeeds here and says so; nothing
    is started or published.
-2. **setup**: `clear_night_outputs` empties `runs/D/` and the night's kept statistics, so nothing
-   a failed or earlier run of D left can be exported or reused; `upload_spark_jobs` puts
+2. **setup**: `clear_night_outputs` empties `runs/D/`, the night's vectors and its kept
+   statistics, so nothing a failed or earlier run of D left can be exported or reused;
+   `upload_spark_jobs` puts
    `spark_jobs/` under `s3://<lake>/code/<content hash>/` (skipped if there), so each run names
    the exact code it ran; `check_weights`: the pinned weights artifact is in S3 with the pinned
    sha256; `plan_spark_jobs`: the three jobs as data, rendered alike by every platform.
@@ -23,10 +25,12 @@ D, and publishes the night's outputs to Azure Blob Storage.
    - `databricks`: one Databricks run of the same three jobs on a job cluster (released when the
      run ends; a teardown cancels a run Airflow stopped watching).
 4. **publish**: `copy_to_azure` (the Azure provider's `S3ToAzureBlobStorageOperator`, one mapped
-   copy per folder) copies the night's `features/` and `quarantine/` partitions and
-   `runs/D/{pca,classify}/` to `<container>/<prefix>/D/<run id>/`; `verify_and_publish` checks
-   every object (name, size, MD5), points `<prefix>/D/LATEST.json` at the copy, removes older
-   copies of that date, and emits the night's Asset events with its figures.
+   copy per folder) copies the night's partitions of `features/`, `quarantine/` and `vectors/`
+   and `runs/D/` to a staging folder `<container>/<prefix>/_staging/D/<run id>/`;
+   `verify_and_publish` checks every object (name, size, MD5), publishes it server-side into
+   its table, `<prefix>/<lake prefix>/attempt=<run id>/` (one table per dataset, one partition
+   per night), points `<prefix>/runs/D/LATEST.json` at it, removes the date's other attempts,
+   and emits the night's Asset events with its figures (`fruits.export` says why so).
 
 A task that fails for good logs one line naming it, why, and its log's address.
 A re-run or a backfill of D replaces D's partitions and `runs/D/` and nothing else. Credentials
@@ -307,7 +311,7 @@ def resolve_config(params=None, dag_run=None) -> dict:
 @task
 def plan_export(config: dict, dag_run=None) -> list[dict]:
     run = RunConfig.from_dict(config)
-    return export.export_copies(export_sources(run), export_target(run, dag_run))
+    return export.export_copies(export.night_sources(run), export_target(run, dag_run))
 
 
 def connections_needed(platform: str) -> list[str]:
@@ -362,13 +366,17 @@ def find_new_photos(config: dict) -> int:
 
 @task
 def clear_night_outputs(config: dict) -> int:
-    """Empty runs/<date>/ and the night's kept statistics (PCA's moments, the classifier's class
-    sums and evaluation) first: whatever a failed or older run of the date left there, this
-    run's outputs are all the export will find, and no later night reuses statistics of
-    features this run replaces. (Featurize replaces its own partitions; the
+    """Empty runs/<date>/, the night's vectors and its kept statistics (PCA's moments, the
+    classifier's class sums and evaluation) first: whatever a failed or older run of the date
+    left there, this run's outputs are all the export will find, and no later night reuses
+    statistics of features this run replaces. (Featurize replaces its own partitions; the
     published copy in Azure stays until the new one is verified.)"""
     run = RunConfig.from_dict(config)
-    prefixes = (run.run_prefix, run.partition_prefix(run.moments_prefix))
+    prefixes = (
+        run.run_prefix,
+        run.vectors_partition_prefix,
+        run.partition_prefix(run.moments_prefix),
+    )
     return sum(lake.clear_prefix(lake_hook(run), run.lake_bucket, prefix) for prefix in prefixes)
 
 
@@ -439,7 +447,7 @@ def prepare_copy(context) -> None:
 @task(outlets=[PUBLISHED_IN_AZURE, WRITTEN_IN_S3])
 def verify_and_publish(config: dict, dag_run=None, ti=None, outlet_events=None) -> dict:
     run = RunConfig.from_dict(config)
-    sources, target = export_sources(run), export_target(run, dag_run)
+    sources, target = export.night_sources(run), export_target(run, dag_run)
     facts = {  # read first: a night whose outputs lack them is not published
         "run_date": run.run_date,
         "platform": run.platform,
@@ -463,7 +471,7 @@ def verify_and_publish(config: dict, dag_run=None, ti=None, outlet_events=None) 
     outlet_events[PUBLISHED_IN_AZURE].extra = {
         **facts,
         "container": target.container,
-        "prefix": f"{target.blob_prefix}/",  # as LATEST.json says it
+        "prefix": pointer["prefix"],  # as LATEST.json says it
         "latest": f"{target.date_prefix}/{export.LATEST}",
     }
     return pointer
@@ -478,19 +486,6 @@ def emr_cost(run: RunConfig, ti) -> dict:
     return emr_cost_estimate(client, cluster_id, run.emr.usd_per_normalized_hour)
 
 
-def export_sources(config: RunConfig) -> export.ExportSources:
-    """The night's outputs, by their folder in the published copy: its features and quarantine
-    partitions, and the models and reports of runs/<date>/."""
-    return export.ExportSources(
-        bucket=config.lake_bucket,
-        prefixes={
-            "features": config.features_partition_prefix,
-            "quarantine": config.quarantine_partition_prefix,
-            **{job: f"{config.run_prefix}/{job}" for job in ("pca", "classify")},
-        },
-    )
-
-
 def lake_hook(run: RunConfig) -> S3Hook:
     return S3Hook(
         aws_conn_id=DEPLOYMENT.aws_conn_id, region_name=run.region, verify=DEPLOYMENT.s3_verify
@@ -501,7 +496,9 @@ def export_target(config: RunConfig, dag_run) -> export.ExportTarget:
     """A folder per run and per clearing of it: a re-run never writes where LATEST.json points."""
     return export.ExportTarget(
         container=config.azure_container,
-        date_prefix=f"{config.azure_prefix}/{config.run_date}",
+        azure_prefix=config.azure_prefix,
+        run_date=config.run_date,
+        date_prefix=f"{config.azure_prefix}/{config.run_prefix}",
         attempt=export.attempt_name(dag_run.run_id, dag_run.clear_number or 0),
     )
 

@@ -113,12 +113,13 @@ def run_dag(env: dict[str, str], run_date: str, log_file: Path) -> list[str]:
 
 
 def download_results(s3, night: str, target: Path) -> None:
-    """The night's outputs in one folder (features/, quarantine/, pca/, classify/), replacing
-    what an earlier run of the date left there."""
+    """The night's outputs in one folder (features/, quarantine/, vectors/, pca/, classify/),
+    replacing what an earlier run of the date left there."""
     shutil.rmtree(target, ignore_errors=True)
     folders = {
         "features": f"features/ingest_date={night}/",
         "quarantine": f"quarantine/ingest_date={night}/",
+        "vectors": f"vectors/ingest_date={night}/",
         "pca": f"runs/{night}/pca/",
         "classify": f"runs/{night}/classify/",
     }
@@ -135,8 +136,12 @@ def published_blobs(endpoints: Endpoints, night: str) -> tuple[dict, list[str]]:
     container = BlobServiceClient.from_connection_string(
         endpoints.azurite_connection_string
     ).get_container_client(lake.CONTAINER)
-    latest = json.loads(container.download_blob(f"fruits/{night}/LATEST.json").readall())
-    names = [b.name for b in container.list_blobs(name_starts_with=latest["prefix"])]
+    latest = json.loads(container.download_blob(f"fruits/runs/{night}/LATEST.json").readall())
+    names = [
+        b.name
+        for prefix in latest["folders"].values()
+        for b in container.list_blobs(name_starts_with=prefix)
+    ]
     return latest, names
 
 
@@ -153,11 +158,10 @@ def summary(night: str, results: Path, latest: dict, blobs: list[str]) -> str:
             f"Fruits! local night {night} — done",
             f"  new photos {counts['read']}: featurized {counts['featurized']}, "
             f"quarantined {counts['quarantined']}",
-            f"  history: {rows['projected']} photos over {len(nights)} night(s) "
-            f"({nights[0]} .. {nights[-1]})",
+            f"  history: {len(nights)} night(s) ({nights[0]} .. {nights[-1]})",
             f"  PCA k = {report['k']} components, explained variance "
-            f"{report['explained_variance_at_k']:.3f}; fitted on {rows['fitted']} Training rows, "
-            f"{rows['projected']} rows projected",
+            f"{report['explained_variance_at_k']:.3f}; fitted on the history's {rows['fitted']} "
+            f"Training rows; the night's {rows['projected']} rows projected",
             f"  classifier accuracy {metrics['accuracy']:.3f} on {metrics['counts']['Test']} "
             f"Test images (macro F1 {metrics['macro_f1']:.3f}, split: {metrics['split_rule']})",
             f"  weights {weights['source']} (sha256 {weights['sha256'][:12]}…)",

@@ -48,9 +48,8 @@ from moments import (
     class_sums,
     training_moments,
 )
+from nights import MANIFEST, partition_uri
 
-PARTITION = "ingest_date"
-MANIFEST = "_manifest.json"  # featurize's, with the night's photo counts
 DEFAULT_SHRINKAGE = 0.1  # 0.9912 on the shared sample; Ledoit-Wolf's estimate scored 0.984
 
 
@@ -92,10 +91,6 @@ def parse_args(argv: list[str] | None = None) -> Args:
         output=parsed.output.rstrip("/"),
         shrinkage=parsed.shrinkage,
     )
-
-
-def partition_uri(root: str, night: str) -> str:
-    return f"{root}/{PARTITION}={night}"
 
 
 @dataclass(frozen=True)

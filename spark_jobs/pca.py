@@ -1,7 +1,8 @@
-"""Refit Spark ML PCA over the history of nights up to a date, and project every photo of it.
+"""Refit Spark ML PCA over the history of nights up to a date; project that night's photos.
 
     spark-submit spark_jobs/pca.py --features ROOT --until YYYY-MM-DD --output URI
-        [--moments ROOT] [--variance 0.95 | --k N] [--standardize | --no-standardize]
+        --vectors PARTITION_URI [--moments ROOT] [--variance 0.95 | --k N]
+        [--standardize | --no-standardize]
 
 `--features` is the root of featurize's nightly partitions, `ROOT/ingest_date=<date>/`, each one
 complete once its `_manifest.json` exists. The nights used are the complete ones up to `--until`;
@@ -14,17 +15,23 @@ outer products) are kept under `--moments ROOT/ingest_date=<date>/`, and merged 
 al.'s pairwise update) into the history's covariance. The night `--until` is always computed
 from its features (they were just written); an earlier night's are reused, or computed once if
 missing. Per night they are summed per partition in a fixed order, so the same inputs give the
-same bits.
+same bits. Only the night `--until` is projected: a night costs its own photos, whatever the
+history (`project.py` projects any range of nights in one model's basis, when asked).
 
-Writes under --output:
-- `vectors/`: Parquet `path, label, split, ingest_date, pca_features` (array<float>, k) of every
-  row of the nights used;
-- `model/`: a PipelineModel ([scaling ->] PCAModel -> centring by the Training mean), to project
-  new images later (`pyspark.ml.functions.array_to_vector` on their `features`, into
-  `features_vector`, first);
-- `report.json`: k, how it was chosen, explained variance per component and cumulated, rows
-  fitted and projected, the nights covered;
-- `scree.png` and `projection.png` (the first two components of a bounded sample, by label).
+Writes:
+- `--vectors` (the night's partition of the vectors table, `<vectors root>/ingest_date=<date>`):
+  Parquet `path, label, split, pca_features` (array<float>, k) of the night's rows, projected
+  with this night's model (the `--output` below), then its `_manifest.json` (rows, k);
+- under `--output`:
+  - `model/`: a PipelineModel ([scaling ->] PCAModel -> centring by the Training mean), to
+    project new images (`pyspark.ml.functions.array_to_vector` on their `features`, into
+    `features_vector`, first; `nights.project` does both);
+  - `basis.npz`: the same model as plain numbers, for numpy without Spark: `components` (d x k),
+    `mean` (d), `scale` (d: 1, or 1/std with --standardize, 0 for a constant feature) and
+    `explained_variance` (k); `pca_features = ((features - mean) * scale) @ components`;
+  - `report.json`: k, how it was chosen, explained variance per component and cumulated, rows
+    fitted and projected, the nights covered;
+  - `scree.png` and `projection.png` (the night's photos on the first two components).
 `report.json` is written last: its presence marks the output complete.
 """
 
@@ -39,17 +46,24 @@ from datetime import date
 import numpy as np
 from pyspark.ml import PipelineModel
 from pyspark.ml.feature import PCAModel, StandardScalerModel
-from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.ml.linalg import DenseMatrix, DenseVector
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ml_models import java_model as _java_model
-from moments import MOMENTS_FILE, Moments, training_moments
+from moments import MOMENTS_FILE, Moments, npz_bytes, training_moments
+from nights import (  # noqa: F401 (read_nights, project: the jobs' API, tests use them here)
+    MANIFEST,
+    VECTOR_COLUMNS,
+    Nights,
+    list_nights,
+    partition_uri,
+    project,
+    read_nights,
+)
 
 PLOT_SAMPLE_ROWS = 5000  # the projection plot never collects more than this
-MANIFEST = "_manifest.json"  # featurize writes it last: the night's partition is complete
-PARTITION = "ingest_date"
+BASIS_FILE = "basis.npz"
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,7 @@ class Args:
     features: str
     until: str
     output: str
+    vectors: str
     moments: str | None
     variance: float
     k: int | None
@@ -67,7 +82,10 @@ def parse_args(argv: list[str] | None = None) -> Args:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--features", required=True, help="root of featurize's nightly partitions")
     parser.add_argument("--until", required=True, help="the last night to use (YYYY-MM-DD)")
-    parser.add_argument("--output", required=True)
+    parser.add_argument("--output", required=True, help="the night's model, report and plots")
+    parser.add_argument(
+        "--vectors", required=True, help="the night's partition of the vectors table (rewritten)"
+    )
     parser.add_argument("--moments", help="root keeping each night's statistics (optional)")
     choice = parser.add_mutually_exclusive_group()
     choice.add_argument("--variance", type=float, default=0.95, help="target explained variance")
@@ -91,43 +109,12 @@ def parse_args(argv: list[str] | None = None) -> Args:
         parsed.features.rstrip("/"),
         parsed.until,
         parsed.output.rstrip("/"),
+        parsed.vectors.rstrip("/"),
         parsed.moments.rstrip("/") if parsed.moments else None,
         parsed.variance,
         parsed.k,
         parsed.standardize,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# The nights
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Nights:
-    complete: list[str]  # dates whose partition has its manifest, up to --until, in order
-    incomplete: list[str]  # dates up to --until whose partition has none (a failed night)
-
-
-def night_of(partition_uri: str) -> str | None:
-    """'…/ingest_date=2026-11-25' -> '2026-11-25'; None for anything else."""
-    name = partition_uri.rstrip("/").rsplit("/", 1)[-1]
-    key, _, value = name.partition("=")
-    return value if key == PARTITION else None
-
-
-def nights_until(partitions: list[str], manifests: list[str], until: str) -> Nights:
-    """Which nights up to `until` can be used, from the listings of partitions and manifests."""
-    dated = {night_of(p) for p in partitions} - {None}
-    done = {night_of(m.rsplit("/", 1)[0]) for m in manifests} - {None}
-    wanted = sorted(d for d in dated if d <= until)
-    return Nights(
-        complete=[d for d in wanted if d in done], incomplete=[d for d in wanted if d not in done]
-    )
-
-
-def partition_uri(root: str, night: str) -> str:
-    return f"{root}/{PARTITION}={night}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,6 +197,23 @@ def _scaler(spark, uid, input_column, output_column, mean=None, std=None) -> Sta
     return model
 
 
+def plain_basis(pcs: PrincipalComponents, training_mean: np.ndarray, k: int) -> bytes:
+    """The model of `spark_pipeline` as numbers numpy reads without Spark (`basis.npz`):
+    `pca_features = ((features - mean) * scale) @ components`, the same values the
+    PipelineModel gives (its scaler divides by std, 0 for a constant feature)."""
+    scale = np.ones_like(training_mean)
+    if pcs.std is not None:
+        scale = np.divide(1.0, pcs.std, out=np.zeros_like(pcs.std), where=pcs.std > 0)
+    return npz_bytes(
+        {
+            "components": pcs.components[:, :k],
+            "mean": training_mean,
+            "scale": scale,
+            "explained_variance": np.asarray(pcs.explained_variance[:k]),
+        }
+    )
+
+
 def choose_k(cumulative: list[float], variance: float) -> int:
     """The fewest components whose cumulative explained variance reaches the target."""
     for k, reached in enumerate(cumulative, start=1):
@@ -229,54 +233,107 @@ def pca_stage(model: PipelineModel) -> PCAModel:
     return next(stage for stage in model.stages if isinstance(stage, PCAModel))
 
 
-def project(model: PipelineModel, features: DataFrame) -> DataFrame:
-    return model.transform(features).select(
-        "path",
-        "label",
-        "split",
-        PARTITION,
-        vector_to_array("pca_vector", "float32").alias("pca_features"),
-    )
-
-
 # --------------------------------------------------------------------------------------------
 # Plots
 # --------------------------------------------------------------------------------------------
 
 
-def scree_plot(cumulative: list[float], variance: float | None, k: int) -> bytes:
+def scree_plot(
+    explained: list[float], variance: float | None, k: int, feature_size: int, rows: int
+) -> bytes:
+    """Each component's share of the variance (bars) and the cumulated share (line), with k.
+    The axis ends at the last component the Training rows can have: fewer rows than features
+    leave the other directions with no variance, and the plot says so."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(8, 5))
-    axes.plot(range(1, len(cumulative) + 1), cumulative, color="tab:blue")
+    components = np.arange(1, len(explained) + 1)
+    figure, axes = plt.subplots(figsize=(9, 5.5))
+    axes.bar(components, explained, width=1.0, color="tab:gray", label="each component")
+    axes.plot(components, np.cumsum(explained), color="tab:blue", label="cumulated")
     if variance is not None:
         axes.axhline(variance, color="tab:red", linestyle="--", label=f"target {variance:.0%}")
-    axes.axvline(k, color="tab:green", linestyle=":", label=f"k = {k}")
-    axes.set(xlabel="components", ylabel="cumulative explained variance", ylim=(0, 1.01))
-    axes.set_title("PCA: cumulative explained variance")
+    axes.axvline(k, color="tab:green", linestyle=":", label=f"k = {k} (kept)")
+    axes.set(
+        xlabel=f"principal component (1 to {len(explained)})",
+        ylabel="share of the Training rows' variance",
+        ylim=(0, 1.01),
+        xlim=(0, len(explained) + 1),
+    )
+    axes.set_title(f"PCA: explained variance, k = {k} of {len(explained)} components")
+    if len(explained) < feature_size:
+        axes.text(
+            0.98,
+            0.35,
+            f"Why the axis ends at {len(explained)}: {rows} Training rows have at most\n"
+            f"{len(explained)} components (their covariance has rank < {rows}); the other\n"
+            f"directions of the {feature_size} features explain no variance.",
+            transform=axes.transAxes,
+            ha="right",
+            fontsize=8,
+            bbox={"facecolor": "white", "edgecolor": "tab:gray", "alpha": 0.9},
+        )
     axes.legend(loc="lower right")
     return _png(figure)
 
 
-def projection_plot(points: list) -> bytes:
+SPLIT_MARKERS = {"Training": "o", "Test": "^"}
+
+
+def projection_plot(points: list[dict], night: str) -> bytes:
+    """The night's photos on the first two components of the night's model: colour = label,
+    marker = split (dots Training, triangles Test)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     labels = sorted({p["label"] for p in points})
-    colours, markers = plt.get_cmap("tab20"), "o^sDv"  # 100 distinct colour/marker pairs
+    palette = plt.get_cmap("tab20" if len(labels) <= 20 else "turbo", max(len(labels), 1))
+    colour = {label: palette(index) for index, label in enumerate(labels)}
     figure, axes = plt.subplots(figsize=(12, 8))
-    for index, label in enumerate(labels):
-        xy = np.array([p["xy"] for p in points if p["label"] == label])
-        style = {"color": colours(index % 20), "marker": markers[index // 20 % len(markers)]}
-        axes.scatter(xy[:, 0], xy[:, 1], s=8, label=label, alpha=0.7, **style)
+    for split, marker in SPLIT_MARKERS.items():
+        mine = [p for p in points if p["split"] == split]
+        if not mine:
+            continue
+        xy = np.array([p["xy"] for p in mine])
+        axes.scatter(
+            xy[:, 0],
+            xy[:, 1],
+            s=14 if split == "Training" else 30,
+            c=[colour[p["label"]] for p in mine],
+            marker=marker,
+            alpha=0.75,
+            edgecolors="black" if split == "Test" else "none",
+            linewidths=0.5,
+        )
+    counts = {s: sum(p["split"] == s for p in points) for s in SPLIT_MARKERS}
+    splits = [
+        Line2D([], [], color="gray", marker=m, linestyle="", label=f"{s} ({counts[s]})")
+        for s, m in SPLIT_MARKERS.items()
+    ]
+    by_label = [
+        Line2D([], [], color=colour[label], marker="s", linestyle="", label=label)
+        for label in labels
+    ]
+    legend = axes.legend(handles=splits, loc="upper right", title="split")
+    axes.add_artist(legend)
+    axes.legend(
+        handles=by_label,
+        loc="center left",
+        bbox_to_anchor=(1.01, 0.5),
+        fontsize=7,
+        ncol=2 if len(labels) > 30 else 1,
+        title="label",
+    )
     axes.set(xlabel="component 1", ylabel="component 2")
-    axes.set_title(f"First two components ({len(points)} images, {len(labels)} labels)")
-    axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, ncol=2, markerscale=2)
+    axes.set_title(
+        f"Night {night} only: its {len(points)} photos ({len(labels)} labels) on the first two "
+        f"components of night {night}'s PCA model"
+    )
     figure.tight_layout()
     return _png(figure)
 
@@ -291,50 +348,22 @@ def _png(figure) -> bytes:
 
 
 def plot_sample(vectors: DataFrame) -> list[dict]:
-    """A deterministic, bounded sample of (label, first two components) for the plot."""
+    """A deterministic, bounded sample of (label, split, first two components) for the plot."""
     rows = (
         vectors.orderBy(F.xxhash64("path"))
         .limit(PLOT_SAMPLE_ROWS)
-        .select("label", F.slice("pca_features", 1, 2).alias("xy"))
+        .select("label", "split", F.slice("pca_features", 1, 2).alias("xy"))
         .collect()
     )
-    return [{"label": r["label"], "xy": list(r["xy"]) + [0.0] * (2 - len(r["xy"]))} for r in rows]
+    return [
+        {"label": r["label"], "split": r["split"], "xy": list(r["xy"]) + [0.0] * (2 - len(r["xy"]))}
+        for r in rows
+    ]
 
 
 # --------------------------------------------------------------------------------------------
 # The job
 # --------------------------------------------------------------------------------------------
-
-
-def find_nights(spark: SparkSession, args: Args) -> Nights:
-    import jobio
-
-    nights = nights_until(
-        jobio.glob(spark, f"{args.features}/{PARTITION}=*"),
-        jobio.glob(spark, f"{args.features}/{PARTITION}=*/{MANIFEST}"),
-        args.until,
-    )
-    if args.until not in nights.complete:
-        raise SystemExit(
-            f"pca: the night {args.until} has no complete features partition under "
-            f"{args.features} (no {MANIFEST}): run featurize for it first"
-        )
-    return nights
-
-
-def read_nights(spark: SparkSession, root: str, nights: list[str]) -> DataFrame:
-    """The rows of these nights, with their `ingest_date` (a string), as vectors for Spark ML."""
-    rows = (
-        spark.read.option("basePath", root)
-        .option("mergeSchema", "false")
-        .parquet(*(partition_uri(root, night) for night in nights))
-    )
-    missing = {"path", "label", "split", "features"} - set(rows.columns)
-    if missing:
-        raise SystemExit(f"pca: the features under {root} lack column(s) {sorted(missing)}")
-    return rows.withColumn(PARTITION, F.col(PARTITION).cast("string")).withColumn(
-        "features_vector", array_to_vector("features")
-    )
 
 
 def history_moments(
@@ -360,16 +389,27 @@ def history_moments(
     return total
 
 
+def find_nights(spark: SparkSession, args: Args) -> Nights:
+    nights = list_nights(spark, args.features, args.until)
+    if args.until not in nights.complete:
+        raise SystemExit(
+            f"pca: the night {args.until} has no complete features partition under "
+            f"{args.features} (no {MANIFEST}): run featurize for it first"
+        )
+    return nights
+
+
 def main(argv: list[str] | None = None) -> None:
     import jobio
+    from splits import assign_splits
 
     args = parse_args(argv)
     started = time.time()
     spark = SparkSession.builder.appName("fruits-pca").getOrCreate()
 
     nights = find_nights(spark, args)
-    rows = read_nights(spark, args.features, nights.complete)
-    feature_size = len(rows.select("features").first()["features"])
+    night_rows = assign_splits(read_nights(spark, args.features, [args.until]))
+    feature_size = len(night_rows.select("features").first()["features"])
     moments = history_moments(spark, args, nights.complete, feature_size)
     if moments.n == 0:
         raise SystemExit(f"pca: no Training rows in the nights up to {args.until}")
@@ -382,16 +422,29 @@ def main(argv: list[str] | None = None) -> None:
     model = spark_pipeline(spark, pcs, k)
 
     jobio.delete(spark, jobio.join(args.output, "report.json"))
+    jobio.delete(spark, jobio.join(args.vectors, MANIFEST))
     model.write().overwrite().save(jobio.join(args.output, "model"))
-    project(model, rows).write.mode("overwrite").parquet(jobio.join(args.output, "vectors"))
-    vectors = spark.read.parquet(jobio.join(args.output, "vectors"))
+    jobio.write_bytes(spark, jobio.join(args.output, BASIS_FILE), plain_basis(pcs, moments.mean, k))
+    projected = project(model, night_rows).select(*VECTOR_COLUMNS)  # the folder says the night
+    projected.write.mode("overwrite").parquet(args.vectors)
+    vectors = spark.read.parquet(args.vectors)
+    projected_rows = vectors.count()
+    jobio.write_json(
+        spark,
+        jobio.join(args.vectors, MANIFEST),
+        {"night": args.until, "rows": projected_rows, "k": k, "projected_by": "pca"},
+    )
 
     target = None if args.k is not None else args.variance
     jobio.write_bytes(
-        spark, jobio.join(args.output, "scree.png"), scree_plot(cumulative, target, k)
+        spark,
+        jobio.join(args.output, "scree.png"),
+        scree_plot(pcs.explained_variance, target, k, feature_size, moments.n),
     )
     jobio.write_bytes(
-        spark, jobio.join(args.output, "projection.png"), projection_plot(plot_sample(vectors))
+        spark,
+        jobio.join(args.output, "projection.png"),
+        projection_plot(plot_sample(vectors), args.until),
     )
     report = {
         "job": "pca",
@@ -399,7 +452,11 @@ def main(argv: list[str] | None = None) -> None:
         "until": args.until,
         "nights": nights.complete,
         "nights_incomplete": nights.incomplete,
-        "rows": {"fitted": moments.n, "projected": vectors.count()},
+        # Fitted: the history's Training rows (through their kept statistics); projected: the
+        # night's rows, into its partition of the vectors table.
+        "rows": {"fitted": moments.n, "projected": projected_rows},
+        "vectors": args.vectors,
+        "basis": BASIS_FILE,
         "fitted_on": "Training rows (splits.py)",
         "feature_size": feature_size,
         "standardize": args.standardize,
@@ -413,8 +470,8 @@ def main(argv: list[str] | None = None) -> None:
     jobio.write_json(spark, jobio.join(args.output, "report.json"), report)
     print(
         f"pca: k={k} explains {cumulative[k - 1]:.4f} of the variance of {moments.n} Training "
-        f"rows of {len(nights.complete)} night(s); {report['rows']['projected']} rows projected "
-        f"-> {args.output} ({time.time() - started:.1f} s)"
+        f"rows of {len(nights.complete)} night(s); the night's {projected_rows} rows projected "
+        f"-> {args.vectors} ({time.time() - started:.1f} s)"
     )
 
 

@@ -25,10 +25,14 @@ from localdev.emulators import REGION, local_cloud
 RUN_DATE = datetime(2026, 11, 25, tzinfo=timezone.utc)
 # Recognisable fake credentials (moto accepts any): none may appear in anything written.
 SECRET_KEY_ID, SECRET_KEY = "AKIAFRUITSTESTKEY0001", "fruits-Secret-Do-Not-Leak-7f3a9c"
-OUTPUT_FILES = {  # what each job writes under its --output (and --quarantine)
+OUTPUT_FILES = {  # what each job writes under its --output (and --quarantine, --vectors)
     "featurize": ["part-00000.parquet", "_manifest.json"],
-    "pca": ["vectors/part-00000.parquet", "model/metadata/part-00000", "report.json"],
+    "pca": ["model/metadata/part-00000", "basis.npz", "report.json"],
     "classify": ["metrics.json", "report.json", "report.png", "model/metadata/part-00000"],
+}
+SIDE_OUTPUTS = {  # what a job writes under its other output flags
+    "--quarantine": ["part-0.parquet"],
+    "--vectors": ["part-00000.parquet", "_manifest.json"],
 }
 
 
@@ -58,21 +62,26 @@ MARKERS = {
 
 
 def expected_export() -> set[str]:
-    """The objects a successful run exports, relative to its blob folder."""
-    names = {f"{job}/{name}" for job, files in OUTPUT_FILES.items() for name in files}
-    return {n.replace("featurize/", "features/") for n in names} | {"quarantine/part-0.parquet"}
+    """The objects a successful run exports, by folder: the night's partition of each table,
+    and runs/<date>/ (its pca/ and classify/) as `run/`."""
+    return (
+        {f"features/{name}" for name in OUTPUT_FILES["featurize"]}
+        | {f"quarantine/{name}" for name in SIDE_OUTPUTS["--quarantine"]}
+        | {f"vectors/{name}" for name in SIDE_OUTPUTS["--vectors"]}
+        | {f"run/{job}/{name}" for job in ("pca", "classify") for name in OUTPUT_FILES[job]}
+    )
 
 
 def write_outputs(s3, job: str, arguments: list[str]) -> None:
     """What the job leaves under each output: its files, and nothing a crashed run left there
     (the jobs write in overwrite mode)."""
     flags = dict(zip(arguments, arguments[1:], strict=False))  # each flag -> the value after it
-    for flag in ("--output", "--quarantine"):
+    for flag in ("--output", *SIDE_OUTPUTS):
         if flag in flags:
             bucket, key = flags[flag][len("s3://") :].split("/", 1)
             for old in s3.list_objects_v2(Bucket=bucket, Prefix=key + "/").get("Contents", []):
                 s3.delete_object(Bucket=bucket, Key=old["Key"])
-            for name in OUTPUT_FILES[job] if flag == "--output" else ["part-0.parquet"]:
+            for name in OUTPUT_FILES[job] if flag == "--output" else SIDE_OUTPUTS[flag]:
                 marker = MARKERS.get(f"{job}/{name}", MARKERS.get(name))
                 body = json.dumps(marker or {"job": job, "file": name}).encode()
                 s3.put_object(Bucket=bucket, Key=f"{key}/{name}", Body=body)
@@ -156,12 +165,18 @@ def blobs(endpoints) -> dict[str, int]:
 
 
 def published(endpoints, run_date: str = "2026-11-25") -> tuple[dict, set[str]]:
-    """LATEST.json of the date, and the names in the folder it points at (relative to it)."""
+    """LATEST.json of the date, and the names in the folders it points at, as `<folder>/<name>`
+    (the table partitions' and the run's: `features/part-….parquet`, `run/pca/report.json`)."""
     latest = json.loads(
-        container(endpoints).download_blob(f"fruits/{run_date}/LATEST.json").readall()
+        container(endpoints).download_blob(f"fruits/runs/{run_date}/LATEST.json").readall()
     )
-    prefix = latest["prefix"]
-    return latest, {n[len(prefix) :] for n in blobs(endpoints) if n.startswith(prefix)}
+    names = blobs(endpoints)
+    return latest, {
+        f"{folder}/{n[len(prefix) :]}"
+        for folder, prefix in latest["folders"].items()
+        for n in names
+        if n.startswith(prefix)
+    }
 
 
 class FakeEmr(threading.Thread):

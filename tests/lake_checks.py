@@ -69,5 +69,5 @@ def read_parquet_rows(s3, prefix: str, columns: list[str]) -> list[dict]:
 
 def latest_published(container_client, azure_prefix: str, night: str) -> dict | None:
     """The date's LATEST.json pointer in Azure (which run's copy is the published one)."""
-    blob = container_client.get_blob_client(f"{azure_prefix}/{night}/LATEST.json")
+    blob = container_client.get_blob_client(f"{azure_prefix}/runs/{night}/LATEST.json")
     return json.loads(blob.download_blob().readall()) if blob.exists() else None

@@ -43,7 +43,7 @@ TODAY = NOW.date()
 LAST_NIGHT = (NOW - timedelta(hours=2)).date() - timedelta(days=1)
 NIGHTS = [TODAY - timedelta(days=days) for days in (10, 9, 8)]
 CLASSES = ("Apple Braeburn", "Banana")  # 2 classes x 2 photos x Training/Test per night
-LAKE_OUTPUTS = ("features", "quarantine", "moments", "runs")
+LAKE_OUTPUTS = ("features", "quarantine", "vectors", "moments", "runs")
 
 
 def at(day, hour: int, minute: int = 0) -> datetime:
@@ -156,7 +156,7 @@ def lake_state(s3) -> dict[str, object]:
 ROWS_OF = {  # the Parquet outputs compared by their rows
     "features/ingest_date={day}": ["path", "label", "split", "features"],
     "quarantine/ingest_date={day}": ["path", "error"],
-    "runs/{day}/pca/vectors": ["path", "label", "split", "ingest_date", "pca_features"],
+    "vectors/ingest_date={day}": ["path", "label", "split", "pca_features"],
 }
 
 
@@ -205,7 +205,7 @@ def test_rest_triggers_with_and_without_logical_date_run_their_nights(airflow, c
         assert_published(airflow, cloud, run, day.isoformat())
     report = read_json(cloud["s3"], f"runs/{NIGHTS[-1]}/pca/report.json")
     assert report["nights"] == [day.isoformat() for day in NIGHTS]
-    assert report["rows"] == {"fitted": 12, "projected": 24}  # 3 nights x 4 Training + 4 Test
+    assert report["rows"] == {"fitted": 12, "projected": 8}  # 3 nights x 4 Training; the night
     features = read_parquet_rows(cloud["s3"], f"features/ingest_date={NIGHTS[1]}", ["path"])
     assert len(features) == 8 and all(f"/landing/{NIGHTS[1]}/" in r["path"] for r in features)
 
@@ -224,14 +224,15 @@ def test_a_backfill_reruns_each_date_and_leaves_the_sequential_nights_lake(
         # One published copy of the date: the re-run's, in a folder of its own.
         latest = latest_published(cloud["container"], "fruits", day.isoformat())
         copies = {
-            "/".join(blob.name.split("/")[:3]) + "/"
-            for blob in cloud["container"].list_blobs(name_starts_with=f"fruits/{day}/")
+            "/".join(blob.name.split("/")[:4]) + "/"
+            for blob in cloud["container"].list_blobs(name_starts_with=f"fruits/runs/{day}/")
             if not blob.name.endswith("/LATEST.json")
         }
         assert copies == {latest["prefix"]}, copies
         # Cleared runs (D2, D3) publish into a folder of their own (<run id>.<clearing>).
-        folder = latest["prefix"].split("/")[2]
-        assert folder in {attempt_name(run.run_id), attempt_name(run.run_id, 1)}, folder
+        folder = latest["prefix"].split("/")[3]
+        names = {attempt_name(run.run_id), attempt_name(run.run_id, 1)}
+        assert folder in {f"attempt={name}" for name in names}, folder
 
 
 def test_the_harness_reads_task_logs_and_sets_variables(airflow, night):

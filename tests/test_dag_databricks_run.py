@@ -201,7 +201,7 @@ def test_a_successful_run_publishes_to_azure(pipeline_dag, cloud, monkeypatch):
         assert ("POST", "/api/2.2/jobs/create") in stub.calls
 
         latest, copied = published(endpoints)
-        assert copied == expected_export() | {"_EXPORT_MANIFEST.json"}
+        assert copied == expected_export() | {"run/_EXPORT_MANIFEST.json"}
 
         # A second run of the date resets the same job (no second job) and runs it again.
         dag_run, states = run_dag(pipeline_dag, stub, monkeypatch)

@@ -139,7 +139,7 @@ def test_a_whole_run_as_the_airflow_policy_in_the_configured_region(pipeline_dag
     assert fake_emr.ran == ["featurize", "pca", "classify"]
     assert [c["Status"]["State"] for c in new] == ["TERMINATED"]
     _, copied = published(aws["endpoints"])
-    assert copied == expected_export() | {"_EXPORT_MANIFEST.json"}
+    assert copied == expected_export() | {"run/_EXPORT_MANIFEST.json"}
     # Every S3 and EMR request of the run was signed for fruits_config's region, although the
     # connection names none (boto3 alone would sign S3 for us-east-1 and find no EMR region).
     signed = aws["proxy"].signing_regions

@@ -55,7 +55,7 @@ def test_a_successful_run_publishes_to_azure_and_terminates_the_cluster(pipeline
     assert [c["Status"]["State"] for c in clusters(endpoints.s3_url)] == ["TERMINATED"]
 
     latest, copied = published(endpoints)
-    assert copied == expected_export() | {"_EXPORT_MANIFEST.json"}
+    assert copied == expected_export() | {"run/_EXPORT_MANIFEST.json"}
     assert latest["objects"] == len(expected_export())
 
     # The Assets' events say where this night's outputs are, as fruits_config placed them.
@@ -64,16 +64,17 @@ def test_a_successful_run_publishes_to_azure_and_terminates_the_cluster(pipeline
     assert events["fruits_features_s3"]["features"] == (
         f"s3://{lake.LAKE_BUCKET}/features/ingest_date={night}/"
     )
-    assert events["fruits_features_s3"]["pca"] == f"s3://{lake.LAKE_BUCKET}/runs/{night}/pca/"
+    assert events["fruits_features_s3"]["vectors"] == (
+        f"s3://{lake.LAKE_BUCKET}/vectors/ingest_date={night}/"
+    )
+    assert events["fruits_features_s3"]["run"] == f"s3://{lake.LAKE_BUCKET}/runs/{night}/"
     azure = events["fruits_features_azure"]
     assert (azure["container"], azure["prefix"]) == (lake.CONTAINER, latest["prefix"])
     # ...and the night's figures, from the jobs' own manifest, report and metrics.
     for extra in events.values():
-        assert {k: extra[k] for k in ("photos_new", "photos_quarantined", "photos_total")} == {
-            "photos_new": 3,
-            "photos_quarantined": 1,
-            "photos_total": 5,
-        }
+        assert {
+            k: extra[k] for k in ("photos_new", "photos_quarantined", "training_rows_fitted")
+        } == {"photos_new": 3, "photos_quarantined": 1, "training_rows_fitted": 4}
         assert (extra["pca_k"], extra["explained_variance"], extra["accuracy"]) == (7, 0.951, 0.75)
         assert (extra["accuracy_prequential"], extra["classes_new"]) == (0.5, 1)  # night report
         assert (extra["mean_shift_max_class"], extra["mean_shift_max"]) == ("apple", 0.4)
@@ -224,12 +225,13 @@ def test_transient_s3_errors_are_retried(pipeline_dag, cloud, monkeypatch):
     assert tries["setup.check_weights"] == 2  # its first try met three 503s in a row
     assert tries["publish.copy_to_azure"] == 1  # two 503s, retried by botocore within the try
     latest, copied = published(endpoints)
-    assert copied == expected_export() | {"_EXPORT_MANIFEST.json"}
+    assert copied == expected_export() | {"run/_EXPORT_MANIFEST.json"}
 
 
 NIGHT_PREFIXES = (  # what the night of 2026-11-25 writes in the lake
     "features/ingest_date=2026-11-25/",
     "quarantine/ingest_date=2026-11-25/",
+    "vectors/ingest_date=2026-11-25/",
     "runs/2026-11-25/",
 )
 
@@ -310,8 +312,11 @@ def test_rerunning_a_date_after_a_failure_gives_exactly_a_clean_runs_outputs(pip
     assert run_outputs(s3) == clean  # same objects, same bytes: no leftovers, no duplicates
     latest, export = published(endpoints)
     assert export == clean_export
-    dated = [name for name in blobs(endpoints) if name.startswith("fruits/2026-11-25/")]
-    assert len(dated) == len(clean) + 2  # one copy: + its export manifest and LATEST.json
+    # One copy of the date in Azure: each table's partition holds only the latest attempt, and
+    # no staging is left; + its export manifest and LATEST.json.
+    dated = [name for name in blobs(endpoints) if "2026-11-25" in name]
+    assert len(dated) == len(clean) + 2, dated
+    assert all(f"/attempt={latest['attempt']}/" in n or n.endswith("/LATEST.json") for n in dated)
 
 
 def test_the_copy_is_verified_blob_by_blob(cloud):
@@ -323,54 +328,164 @@ def test_the_copy_is_verified_blob_by_blob(cloud):
 
     endpoints, s3 = cloud
     s3_hook, wasb = S3Hook(aws_conn_id="fruits_aws"), WasbHook(wasb_conn_id="fruits_wasb")
-    target = export.ExportTarget(lake.CONTAINER, "fruits/2026-11-30", "attempt1")
-    sources = export.ExportSources(
-        lake.LAKE_BUCKET,
-        {
-            "features": "features/ingest_date=2026-11-30",
-            "pca": "runs/2026-11-30/pca",
-            "classify": "runs/2026-11-30/classify",
-        },
-    )
+    target = export_target("2026-11-30", "attempt1")
+    sources = export_sources("2026-11-30")
     objects = {
         "features/ingest_date=2026-11-30/part-0.parquet": ("features/part-0.parquet", b"PAR1"),
-        "runs/2026-11-30/pca/report.json": ("pca/report.json", b"{}" * 50),
-        "runs/2026-11-30/classify/metrics.json": ("classify/metrics.json", b"{}"),
+        "runs/2026-11-30/pca/report.json": ("run/pca/report.json", b"{}" * 50),
+        "runs/2026-11-30/classify/metrics.json": ("run/classify/metrics.json", b"{}"),
     }
-    for key, (blob, body) in objects.items():
-        s3.put_object(Bucket=lake.LAKE_BUCKET, Key=key, Body=body)
-        wasb.load_string(
-            body.decode(), lake.CONTAINER, f"{target.blob_prefix}/{blob}", create_container=True
-        )
+
+    def stage() -> None:  # what copy_to_azure leaves in the staging folder
+        for key, (blob, body) in objects.items():
+            s3.put_object(Bucket=lake.LAKE_BUCKET, Key=key, Body=body)
+            wasb.load_string(
+                body.decode(),
+                lake.CONTAINER,
+                f"{target.blob_prefix}/{blob}",
+                create_container=True,
+                overwrite=True,
+            )
+
     verify = lambda: export.verify_and_publish(  # noqa: E731
         s3_hook, wasb, sources, target, "attempt1"
     )
+    stage()
     assert verify()["objects"] == 3
-    manifest = json.loads(
-        wasb.read_file(lake.CONTAINER, f"{target.blob_prefix}/{export.EXPORT_MANIFEST}")
-    )
+    run_folder = target.destination(sources.prefixes["run"])
+    manifest = json.loads(wasb.read_file(lake.CONTAINER, f"{run_folder}/{export.EXPORT_MANIFEST}"))
     assert {name: o["sha256"] for name, o in manifest["objects"].items()} == {
         blob: hashlib.sha256(body).hexdigest() for blob, body in objects.values()
     }
+    stage()  # a published attempt leaves no staging: stage it again to alter it
 
     # Same size, other bytes: only the checksums of the bytes tell them apart.
     report = objects["runs/2026-11-30/pca/report.json"][1]
     corrupted = report.replace(b"{", b"[").replace(b"}", b"]")
-    wasb.load_string(
-        corrupted.decode(), lake.CONTAINER, f"{target.blob_prefix}/pca/report.json", overwrite=True
-    )
+    staged_report = f"{target.blob_prefix}/run/pca/report.json"
+    wasb.load_string(corrupted.decode(), lake.CONTAINER, staged_report, overwrite=True)
     sha = [hashlib.sha256(body).hexdigest() for body in (report, corrupted)]
     with pytest.raises(export.ExportMismatch) as mismatch:
         verify()
-    assert f"content differs: pca/report.json (SHA-256 in S3 {sha[0]}, in Azure {sha[1]})" in str(
-        mismatch.value
+    assert (
+        f"content differs: run/pca/report.json (SHA-256 in S3 {sha[0]}, in Azure {sha[1]})"
+        in str(mismatch.value)
     )
-    wasb.load_string("{}", lake.CONTAINER, f"{target.blob_prefix}/pca/report.json", overwrite=True)
-    with pytest.raises(export.ExportMismatch, match="size differs: pca/report.json"):
+    wasb.load_string("{}", lake.CONTAINER, staged_report, overwrite=True)
+    with pytest.raises(export.ExportMismatch, match="size differs: run/pca/report.json"):
         verify()
-    wasb.delete_file(lake.CONTAINER, f"{target.blob_prefix}/classify/metrics.json")
-    with pytest.raises(export.ExportMismatch, match="missing in Azure: classify/metrics.json"):
+    wasb.delete_file(lake.CONTAINER, f"{target.blob_prefix}/run/classify/metrics.json")
+    with pytest.raises(export.ExportMismatch, match="missing in Azure: run/classify/metrics.json"):
         verify()
+
+
+def export_sources(night: str):
+    from fruits import export
+
+    return export.ExportSources(
+        lake.LAKE_BUCKET,
+        {
+            "features": f"features/ingest_date={night}",
+            "vectors": f"vectors/ingest_date={night}",
+            "run": f"runs/{night}",
+        },
+    )
+
+
+def export_target(night: str, attempt: str):
+    from fruits import export
+
+    return export.ExportTarget(lake.CONTAINER, "fruits", night, f"fruits/runs/{night}", attempt)
+
+
+def table_as_spark_reads_it(endpoints, table: str) -> dict[tuple[str, str], list[str]]:
+    """The files a reader of `fruits/<table>/` as one table reads, by (ingest_date, attempt):
+    every blob under the root except those with a path component Spark skips, as Spark's
+    file listing does (apache/spark, HadoopFSUtils.shouldFilterOutPathName: a name starting with
+    `_` without `=`, or with `.`). Synapse serverless skips `_` and `.` names as well."""
+    root = f"fruits/{table}/"
+    partitions: dict[tuple[str, str], list[str]] = {}
+    for name in sorted(blobs(endpoints)):
+        if not name.startswith(root):
+            continue
+        parts = name[len(root) :].split("/")
+        if any((p.startswith("_") and "=" not in p) or p.startswith(".") for p in parts):
+            continue
+        values = dict(p.split("=", 1) for p in parts[:-1])
+        partitions.setdefault((values["ingest_date"], values["attempt"]), []).append(parts[-1])
+    return partitions
+
+
+def test_a_rerun_of_a_date_never_shows_a_table_reader_two_copies_of_it(cloud):
+    """The first export of a night, a re-run whose copy fails halfway (one object staged of
+    three), then a re-run that succeeds: a reader of each table sees the first attempt, still
+    only it, then only the last; LATEST.json follows; nothing of the failed try stays."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+
+    from fruits import export
+
+    endpoints, s3 = cloud
+    s3_hook, wasb = S3Hook(aws_conn_id="fruits_aws"), WasbHook(wasb_conn_id="fruits_wasb")
+    night, sources = "2026-11-29", export_sources("2026-11-29")
+
+    def night_outputs(version: bytes) -> dict[str, bytes]:
+        outputs = {
+            "features/part-0.parquet": b"PAR1 features " + version,
+            "vectors/part-0.parquet": b"PAR1 vectors " + version,
+            "run/pca/report.json": b'{"v": "%s"}' % version,
+        }
+        for name, body in outputs.items():
+            folder, relative = name.split("/", 1)
+            key = f"{sources.prefixes[folder]}/{relative}"
+            s3.put_object(Bucket=lake.LAKE_BUCKET, Key=key, Body=body)
+        return outputs
+
+    def stage(target, outputs: dict[str, bytes]) -> None:  # what copy_to_azure does
+        for name, body in outputs.items():
+            blob = f"{target.blob_prefix}/{name}"
+            wasb.load_string(
+                body.decode(), lake.CONTAINER, blob, overwrite=True, create_container=True
+            )
+
+    def readers_view() -> dict[str, dict]:  # the night's rows (the cloud holds other nights)
+        return {
+            t: {
+                key: files
+                for key, files in table_as_spark_reads_it(endpoints, t).items()
+                if key[0] == night
+            }
+            for t in ("features", "vectors")
+        }
+
+    first = export_target(night, "run1")
+    stage(first, night_outputs(b"1"))
+    export.verify_and_publish(s3_hook, wasb, sources, first, "run1")
+    one_attempt = {t: {(night, "run1"): ["part-0.parquet"]} for t in ("features", "vectors")}
+    assert readers_view() == one_attempt
+
+    failed = export_target(night, "run2")
+    outputs = night_outputs(b"2")
+    stage(failed, dict(list(outputs.items())[:1]))  # the copy died after one object
+    with pytest.raises(export.ExportMismatch, match="missing in Azure: run/pca/report.json"):
+        export.verify_and_publish(s3_hook, wasb, sources, failed, "run2")
+    assert readers_view() == one_attempt  # the failed try is invisible
+    latest, _ = published(endpoints, night)
+    assert latest["attempt"] == "run1"
+
+    last = export_target(night, "run3")
+    stage(last, outputs)
+    export.verify_and_publish(s3_hook, wasb, sources, last, "run3")
+    assert readers_view() == {t: {(night, "run3"): ["part-0.parquet"]} for t in one_attempt}
+    latest, names = published(endpoints, night)
+    assert latest["attempt"] == "run3"
+    assert names == {*outputs, "run/_EXPORT_MANIFEST.json"}
+    body = container(endpoints).download_blob(
+        f"fruits/vectors/ingest_date={night}/attempt=run3/part-0.parquet"
+    )
+    assert body.readall() == outputs["vectors/part-0.parquet"]
+    left = [n for n in blobs(endpoints) if night in n]
+    assert not [n for n in left if "/_staging/" in n or "attempt=run1" in n], left
 
 
 def test_no_credential_is_written_anywhere(pipeline_dag, cloud, caplog, capfd, airflow_db):

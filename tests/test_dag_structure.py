@@ -294,6 +294,7 @@ def test_the_steps_are_valid_add_job_flow_steps_requests(params):
     assert flags[1]["--features"] == "s3://fruits-lake/features"  # the whole history...
     assert flags[1]["--until"] == "2026-11-25"  # ...up to the night
     assert flags[1]["--moments"] == "s3://fruits-lake/moments"
+    assert flags[1]["--vectors"] == "s3://fruits-lake/vectors/ingest_date=2026-11-25"  # the night
     assert ("--k" in pca) == ("pca_k" in params)
     assert flags[2]["--pca"] == "s3://fruits-lake/runs/2026-11-25/pca"
     assert flags[2]["--features"] == flags[1]["--features"]  # read: the night, and lost statistics
@@ -309,12 +310,13 @@ def test_the_library_archive_carries_every_module_but_the_jobs(tmp_path):
     from pathlib import Path
 
     from fruits.code_bundle import bundle_files
-    from fruits.spark_steps import JOB_ORDER, LIBRARY_ZIP
+    from fruits.spark_steps import JOB_ORDER, LIBRARY_ZIP, ON_DEMAND_JOBS
 
     spark_jobs = Path(__file__).resolve().parents[1] / "spark_jobs"
     archive = tmp_path / "fruits_jobs.zip"
     archive.write_bytes(bundle_files(spark_jobs)[LIBRARY_ZIP])
-    modules = {p.name for p in spark_jobs.glob("*.py")} - {f"{job}.py" for job in JOB_ORDER}
+    scripts = {f"{job}.py" for job in (*JOB_ORDER, *ON_DEMAND_JOBS)}
+    modules = {p.name for p in spark_jobs.glob("*.py")} - scripts
     with zipfile.ZipFile(archive) as opened:
         assert {n for n in opened.namelist() if n.endswith(".py")} == modules
     # Importable from the archive alone, as Spark's --py-files puts it on a worker's path.

@@ -210,12 +210,13 @@ def test_pca_on_these_real_features_equals_numpys(run, spark, tmp_path):
     root, _, _ = run
     night = tmp_path / "features" / "ingest_date=2026-11-25"
     shutil.copytree(root / "out" / "features", night)
+    vectors = tmp_path / "vectors" / "ingest_date=2026-11-25"
     pca.main(
         ["--features", str(tmp_path / "features"), "--until", "2026-11-25"]
-        + ["--output", str(tmp_path / "pca"), "--k", "5"]
+        + ["--output", str(tmp_path / "pca"), "--vectors", str(vectors), "--k", "5"]
     )
     features = read_parquet(root / "out" / "features")
-    projected = read_parquet(tmp_path / "pca" / "vectors").set_index("path").loc[features["path"]]
+    projected = read_parquet(vectors).set_index("path").loc[features["path"]]
     matrix = np.stack(features["features"]).astype(np.float64)
     training = matrix[(features["split"] == "Training").to_numpy()]
     mean = training.mean(axis=0)

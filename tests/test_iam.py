@@ -27,6 +27,7 @@ MOVED = {
     "model_cache_prefix": "cache/tflite",
     "features_prefix": "out/features",
     "quarantine_prefix": "out/bad",
+    "vectors_prefix": "out/vectors",
     "moments_prefix": "out/moments",
     "weights_uri": "s3://fruits-models/pinned/mobilenet.weights.h5",
     "project_tag": "fruits-staging",
@@ -303,11 +304,13 @@ def test_airflow_writes_only_the_code_bundle_and_deletes_only_what_a_rerun_clear
     assert writes == {
         ("s3:PutObject", f"{lake}/{run.code_prefix}/*"),
         ("s3:DeleteObject", f"{lake}/{run.runs_prefix}/*"),
+        ("s3:DeleteObject", f"{lake}/{run.vectors_prefix}/*"),
         ("s3:DeleteObject", f"{lake}/{run.moments_prefix}/*"),
     }
     bucket, key = run.weights_uri[len("s3://") :].split("/", 1)
     assert granted(policy, "s3:GetObject", f"arn:aws:s3:::{bucket}/{key}")
-    for prefix in (run.code_prefix, run.runs_prefix, run.features_prefix, run.quarantine_prefix):
+    exported = (run.runs_prefix, run.features_prefix, run.quarantine_prefix, run.vectors_prefix)
+    for prefix in (run.code_prefix, *exported):
         assert granted(policy, "s3:GetObject", f"{lake}/{prefix}/2026-11-25/x.parquet")
     assert not granted(policy, "s3:GetObject", f"{lake}/{run.landing_prefix}/Training/a.jpg")
 
@@ -341,7 +344,12 @@ def test_the_instance_profile_grants_what_the_jobs_read_and_write(settings):
                 assert granted(policy, action, target), (action, target)
     log = object_arn(emr.job_flow(run, "s3://b/c", "r", "s3://b/w")["LogUri"], "j-1/node/x.gz")
     assert granted(policy, "s3:PutObject", log)
-    for prefix in (run.features_prefix, run.quarantine_prefix, run.moments_prefix):
+    for prefix in (
+        run.features_prefix,
+        run.quarantine_prefix,
+        run.vectors_prefix,
+        run.moments_prefix,
+    ):
         assert granted(policy, "s3:PutObject", f"arn:aws:s3:::{run.lake_bucket}/{prefix}/d=1/x")
     # Never the photos or the pinned weights.
     assert not granted(policy, "s3:PutObject", object_arn(run.input_uri))

@@ -33,14 +33,21 @@ def read(results, relative: str) -> dict:
 
 def test_every_output_arrived_in_azurite(two_nights):
     _, _, second, _ = two_nights
-    prefix = second["latest"]["prefix"]
-    names = {name[len(prefix) :] for name in second["blobs"]}
-    assert {"features/_manifest.json", "pca/report.json", "classify/metrics.json"} <= names
-    assert {"pca/scree.png", "pca/projection.png", "_EXPORT_MANIFEST.json"} <= names
-    assert {"classify/report.json", "classify/report.png"} <= names
+    folders = second["latest"]["folders"]  # each table's partition, and the run's folder
+    names = {
+        f"{folder}/{name[len(prefix) :]}"
+        for folder, prefix in folders.items()
+        for name in second["blobs"]
+        if name.startswith(prefix)
+    }
+    assert {"features/_manifest.json", "run/pca/report.json", "run/classify/metrics.json"} <= names
+    assert {"run/pca/scree.png", "run/pca/projection.png", "run/_EXPORT_MANIFEST.json"} <= names
+    assert {"vectors/_manifest.json", "run/pca/basis.npz"} <= names
+    assert {"run/classify/report.json", "run/classify/report.png"} <= names
     assert any(n.startswith("features/part-") and n.endswith(".parquet") for n in names)
+    assert any(n.startswith("vectors/part-") and n.endswith(".parquet") for n in names)
     assert any(n.startswith("quarantine/part-") for n in names)
-    assert any(n.startswith("pca/model/") for n in names)
+    assert any(n.startswith("run/pca/model/") for n in names)
     assert second["latest"]["objects"] == len(names) - 1  # all but the export manifest
 
 
@@ -58,9 +65,10 @@ def test_each_night_featurizes_its_own_photos_and_refits_over_the_history(two_ni
     first_report = read(first["results"], "pca/report.json")
     second_report = read(second["results"], "pca/report.json")
     assert first_report["nights"] == [NIGHTS[0]]
-    assert first_report["rows"] == {"fitted": 72, "projected": 108}  # Training rows; all rows
+    # The history's Training rows fitted; the night's rows (only them) projected.
+    assert first_report["rows"] == {"fitted": 72, "projected": 108}
     assert second_report["nights"] == list(NIGHTS)
-    assert second_report["rows"] == {"fitted": 144, "projected": 216}
+    assert second_report["rows"] == {"fitted": 144, "projected": 108}
     assert second_report["explained_variance_at_k"] >= 0.95
     metrics = read(second["results"], "classify/metrics.json")
     # Fitted on both nights' Training rows (from their kept statistics), scored on the night's Test.

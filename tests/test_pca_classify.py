@@ -35,7 +35,9 @@ def test_a_k_too_large_is_refused(k, message):
 )
 def test_bad_arguments_are_refused(argv, capsys):
     with pytest.raises(SystemExit):
-        pca.parse_args(["--features", "x", "--until", "2026-11-25", "--output", "y", *argv])
+        pca.parse_args(
+            ["--features", "x", "--until", "2026-11-25", "--output", "y", "--vectors", "v", *argv]
+        )
     error = capsys.readouterr().err
     assert "must be" in error or "is not a date" in error
 
@@ -76,7 +78,12 @@ def write_night(spark, root: Path, night: str, records, complete: bool = True) -
 
 
 def run_pca(root: Path, output: Path, until: str, *extra: str) -> dict:
-    pca.main(["--features", str(root), "--until", until, "--output", str(output), *extra])
+    """pca.py's night `until`; its vectors go to `<output>/vectors/ingest_date=<until>`."""
+    vectors = output / "vectors" / f"ingest_date={until}"
+    pca.main(
+        ["--features", str(root), "--until", until, "--output", str(output)]
+        + ["--vectors", str(vectors), *extra]
+    )
     return json.loads((output / "report.json").read_text())
 
 
@@ -86,14 +93,15 @@ def read_rows(path: Path):
     return pq.read_table(path).to_pandas().sort_values("path").reset_index(drop=True)
 
 
-def test_pca_writes_vectors_model_report_and_plots(spark, tmp_path):
+def test_pca_writes_the_nights_vectors_model_basis_report_and_plots(spark, tmp_path):
     root = tmp_path / "features"
     for seed, night in enumerate(NIGHTS[:2]):
         write_night(spark, root, night, synthetic_rows(night, seed=seed))
     report = run_pca(root, tmp_path / "pca", NIGHTS[1], "--variance", "0.9")
 
     assert report["nights"] == list(NIGHTS[:2]) and report["nights_incomplete"] == []
-    assert report["rows"] == {"fitted": 180, "projected": 240}  # Training rows; all rows
+    # The history's Training rows fitted (2 x 90); the night's rows projected (120), only them.
+    assert report["rows"] == {"fitted": 180, "projected": 120}
     assert report["feature_size"] == 64
     assert report["k_chosen_by"] == "variance" and report["variance_target"] == 0.9
     cumulative = report["cumulative_explained_variance"]
@@ -103,10 +111,14 @@ def test_pca_writes_vectors_model_report_and_plots(spark, tmp_path):
     )
     assert report["k"] <= 3  # three well-separated clusters
 
-    vectors = read_rows(tmp_path / "pca" / "vectors")
-    assert list(vectors.columns) == ["path", "label", "split", "ingest_date", "pca_features"]
-    assert sorted(set(vectors["ingest_date"])) == list(NIGHTS[:2])
+    partition = tmp_path / "pca" / "vectors" / f"ingest_date={NIGHTS[1]}"
+    vectors = read_rows(partition)
+    assert list(vectors.columns) == ["path", "label", "split", "pca_features"]
+    assert all(f"/{NIGHTS[1]}/" in path for path in vectors["path"]) and len(vectors) == 120
+    assert set(vectors["split"]) == {"Training", "Test"}
     assert {len(v) for v in vectors["pca_features"]} == {report["k"]}
+    manifest = json.loads((partition / "_manifest.json").read_text())
+    assert (manifest["night"], manifest["rows"], manifest["k"]) == (NIGHTS[1], 120, report["k"])
     for plot in ("scree.png", "projection.png"):
         assert (tmp_path / "pca" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -114,11 +126,17 @@ def test_pca_writes_vectors_model_report_and_plots(spark, tmp_path):
 
     model = PipelineModel.load(str(tmp_path / "pca" / "model"))
     assert pca.pca_stage(model).getK() == report["k"]
-    # The saved model projects new images exactly as the job did.
-    again = read_rows_of(pca.project(model, pca.read_nights(spark, str(root), list(NIGHTS[:2]))))
+    # The saved model projects new images exactly as the job did...
+    again = read_rows_of(pca.project(model, pca.read_nights(spark, str(root), [NIGHTS[1]])))
     np.testing.assert_allclose(
         np.stack(vectors["pca_features"]), np.stack(again["pca_features"]), atol=1e-5
     )
+    # ...and so does its plain form, with numpy alone (the one-liner of the docs).
+    basis = np.load(tmp_path / "pca" / "basis.npz")
+    features = np.stack(read_rows(root / f"ingest_date={NIGHTS[1]}")["features"])
+    plain = ((features - basis["mean"]) * basis["scale"]) @ basis["components"]
+    np.testing.assert_allclose(plain, np.stack(vectors["pca_features"]), atol=1e-4)
+    assert basis["explained_variance"].tolist() == report["explained_variance"][: report["k"]]
 
 
 def read_rows_of(frame):
@@ -148,9 +166,9 @@ def test_the_fit_is_numpys_pca_of_the_training_rows_of_every_night_up_to_the_dat
     _, singular, components = np.linalg.svd(training - mean, full_matrices=False)
     variance = singular**2 / (singular**2).sum()
     np.testing.assert_allclose(report["explained_variance"], variance, rtol=1e-6, atol=1e-12)
-    vectors = read_rows(tmp_path / "pca" / "vectors")
-    everything = np.array([r[3] for r in sorted(history)], np.float64)
-    reference = (everything - mean) @ components[:5].T  # every row, centred by Training's mean
+    vectors = read_rows(tmp_path / "pca" / "vectors" / f"ingest_date={NIGHTS[1]}")
+    night = np.array([r[3] for r in sorted(nights[NIGHTS[1]])], np.float64)
+    reference = (night - mean) @ components[:5].T  # the night's rows, centred by Training's mean
     ours = np.stack(vectors["pca_features"]).astype(np.float64)
     np.testing.assert_allclose(np.abs(ours), np.abs(reference), atol=1e-4 * np.abs(reference).max())
 
@@ -177,9 +195,13 @@ def test_a_night_reusing_kept_statistics_gives_the_bytes_of_a_full_recompute(spa
     full = run_pca(root, tmp_path / "full", NIGHTS[2])  # no kept statistics at all
 
     assert {p: p.read_bytes() for p in moments.rglob("*.npz") if p in kept} == kept  # reused
-    assert incremental == {**full, "moments": incremental.get("moments")} or incremental == full
-    assert read_rows(tmp_path / "incremental" / "vectors").equals(
-        read_rows(tmp_path / "full" / "vectors")
+    where = ("vectors",)  # each run's own output folder
+    assert {k: v for k, v in incremental.items() if k not in where} == {
+        k: v for k, v in full.items() if k not in where
+    }
+    partition = Path("vectors") / f"ingest_date={NIGHTS[2]}"
+    assert read_rows(tmp_path / "incremental" / partition).equals(
+        read_rows(tmp_path / "full" / partition)
     )
 
 
@@ -227,7 +249,7 @@ def test_standardize_gives_the_pca_of_the_correlation_matrix(spark, tmp_path):
     np.testing.assert_allclose(
         scaled["explained_variance"], singular**2 / (singular**2).sum(), rtol=1e-4, atol=1e-6
     )
-    vectors = read_rows(tmp_path / "standardize" / "vectors")
+    vectors = read_rows(tmp_path / "standardize" / "vectors" / f"ingest_date={NIGHTS[0]}")
     order = np.argsort([int(p.rsplit("/", 1)[1].split(".")[0]) for p in vectors["path"]])
     ours = np.stack(vectors["pca_features"])[order].astype(np.float64)
     reference = ((matrix - mean) / std) @ components[:3].T
@@ -433,4 +455,49 @@ def test_classify_refuses_a_pca_output_without_its_report(spark, tmp_path):
                 *("--features", str(root), "--until", NIGHTS[0], "--pca", str(tmp_path / "pca")),
                 *("--moments", str(tmp_path / "m"), "--output", str(tmp_path / "c")),
             ]
+        )
+
+
+def test_project_puts_a_range_of_nights_in_one_nights_basis(spark, tmp_path):
+    """project.py: nights 1-3's features through night 2's model, nights 2-3 asked for: both
+    projected (and only them), partitioned by night, as numpy does it from basis.npz."""
+    import project
+
+    root = tmp_path / "features"
+    for seed, night in enumerate(NIGHTS):
+        write_night(spark, root, night, synthetic_rows(night, seed=seed))
+    run_pca(root, tmp_path / "pca", NIGHTS[1], "--k", "3")
+    output = tmp_path / "november"
+    project.main(
+        ["--features", str(root), "--since", NIGHTS[1], "--until", NIGHTS[2]]
+        + ["--model", str(tmp_path / "pca" / "model"), "--output", str(output)]
+    )
+
+    manifest = json.loads((output / "_manifest.json").read_text())
+    assert manifest["nights"] == list(NIGHTS[1:]) and manifest["rows"] == 240
+    assert sorted(p.name for p in output.glob("ingest_date=*")) == [
+        f"ingest_date={night}" for night in NIGHTS[1:]
+    ]
+    basis = np.load(tmp_path / "pca" / "basis.npz")
+    for night in NIGHTS[1:]:
+        ours = read_rows(output / f"ingest_date={night}")
+        features = np.stack(read_rows(root / f"ingest_date={night}")["features"])
+        plain = ((features - basis["mean"]) * basis["scale"]) @ basis["components"]
+        np.testing.assert_allclose(np.stack(ours["pca_features"]), plain, atol=1e-4)
+
+
+def test_project_refuses_a_range_without_nights(spark, tmp_path, capsys):
+    import project
+
+    with pytest.raises(SystemExit):
+        project.parse_args(
+            ["--features", "f", "--since", "2026-11-03", "--until", "2026-11-01"]
+            + ["--model", "m", "--output", "o"]
+        )
+    assert "is after --until" in capsys.readouterr().err
+    write_night(spark, tmp_path / "features", NIGHTS[0], synthetic_rows(NIGHTS[0]))
+    with pytest.raises(SystemExit, match="no complete features partition from 2026-12-01"):
+        project.main(
+            ["--features", str(tmp_path / "features"), "--since", "2026-12-01"]
+            + ["--until", "2026-12-31", "--model", "m", "--output", str(tmp_path / "o")]
         )

@@ -28,7 +28,13 @@ from fruits.databricks_runtime import RUNTIME as DATABRICKS_RUNTIME
 PLATFORMS = ("emr", "local", "databricks")
 # Every key prefix of the lake that fruits_config can set (validated alike, each one granted by
 # name in the IAM policies), and the ones whose folders hold the nights' outputs.
-OUTPUT_ROOTS = ("features_prefix", "quarantine_prefix", "moments_prefix", "runs_prefix")
+OUTPUT_ROOTS = (
+    "features_prefix",
+    "quarantine_prefix",
+    "vectors_prefix",
+    "moments_prefix",
+    "runs_prefix",
+)
 PREFIXES = ("landing_prefix", *OUTPUT_ROOTS, "code_prefix", "logs_prefix", "model_cache_prefix")
 BUCKET_NAME = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -223,6 +229,7 @@ class RunConfig:
     input_prefix: str | None  # the run form's one-off override of the night's input
     features_prefix: str  # <features_prefix>/ingest_date=<date>/: one partition per night
     quarantine_prefix: str  # <quarantine_prefix>/ingest_date=<date>/: the night's unreadable photos
+    vectors_prefix: str  # <vectors_prefix>/ingest_date=<date>/: the night's rows in its PCA basis
     # <moments_prefix>/ingest_date=<date>/: each night's statistics, PCA's and the classifier's
     moments_prefix: str
     runs_prefix: str
@@ -257,7 +264,8 @@ class RunConfig:
         return f"s3://{self.lake_bucket}/{self.input_prefix_of_night}"
 
     def partition_prefix(self, root_prefix: str) -> str:
-        """The night's Hive-style partition under a root prefix (features, quarantine, moments)."""
+        """The night's Hive-style partition under a root prefix (features, quarantine, vectors,
+        moments)."""
         return f"{root_prefix}/ingest_date={self.run_date}"
 
     @property
@@ -267,6 +275,10 @@ class RunConfig:
     @property
     def quarantine_partition_prefix(self) -> str:
         return self.partition_prefix(self.quarantine_prefix)
+
+    @property
+    def vectors_partition_prefix(self) -> str:
+        return self.partition_prefix(self.vectors_prefix)
 
     def uri(self, prefix: str) -> str:
         return f"s3://{self.lake_bucket}/{prefix}"
@@ -296,6 +308,7 @@ class RunConfig:
             input_prefix=_prefix(params["input_prefix"]) if params.get("input_prefix") else None,
             features_prefix=_prefix(variable.get("features_prefix", "features")),
             quarantine_prefix=_prefix(variable.get("quarantine_prefix", "quarantine")),
+            vectors_prefix=_prefix(variable.get("vectors_prefix", "vectors")),
             moments_prefix=_prefix(variable.get("moments_prefix", "moments")),
             runs_prefix=_prefix(variable.get("runs_prefix", "runs")),
             code_prefix=_prefix(variable.get("code_prefix", "code")),

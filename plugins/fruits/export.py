@@ -1,7 +1,23 @@
-"""The export's verification: every object the night published (its features and quarantine
-partitions, runs/<date>/) must be in Azure with the same size and the same SHA-256; the export
-manifest records both; then a `LATEST.json` pointer for the date is written and older attempts
-of that date removed.
+"""The night's export to Azure: its partitions as partitions of one table per dataset, verified.
+
+Azure mirrors the lake's layout under `<azure_prefix>/`, one level deeper: the night's objects
+under `<lake prefix>/attempt=<run id>/`, for instance
+`fruits/features/ingest_date=2026-11-25/attempt=scheduled__2026-11-25T02_00_00_00_00/part-….parquet`
+and `fruits/runs/2026-11-25/attempt=…/pca/report.json`. A reader of `fruits/features/` as one
+table (Spark, Databricks, Synapse) gets `ingest_date` and `attempt` as partition columns and, at
+rest, exactly one attempt per date.
+
+A night is published in three steps, so a re-run of a date never leaves a reader of a table with
+a half-copied or duplicated night:
+1. the provider's operator copies the night into `<azure_prefix>/_staging/<date>/<attempt>/`
+   (outside every table; Spark and Synapse skip `_` folders anyway); a failed copy stays there;
+2. every object there is checked against the lake: name and size, then the SHA-256 of its bytes
+   on both sides (below); then it is copied server-side into its table's `attempt=` folder, and
+   the tables' listing is checked again;
+3. `<azure_prefix>/<runs_prefix>/<date>/LATEST.json` names the new attempt, then every other
+   attempt of the date and the date's staging are removed. Between the server-side copy and this
+   removal (seconds) two attempts of the date coexist: a reader that must never see that filters
+   `attempt` by the date's LATEST.json.
 
 Why SHA-256 of the bytes on both sides, and not what the stores say of their objects: an S3 ETag
 is an MD5 of the object only for a single-part upload in plaintext or SSE-S3 (not for multipart,
@@ -9,17 +25,20 @@ as Spark writes large Parquet, nor for any SSE-KMS or SSE-C object: the S3 API r
 data type, `ETag`), and Azure keeps a blob's Content-MD5 only when one request uploaded it (the
 SDK commits blobs above `max_single_put_size`, 64 MiB by default, from blocks, and Put Block List
 sets no MD5). Each side is streamed once, in chunks, through the providers' hooks: the cost is
-the night's exported bytes read twice, the memory a chunk.
+the night's exported bytes read twice, the memory a chunk. The staged copy is the one hashed:
+the server-side copy into the tables moves bytes Azure already holds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from fruits.config import RunConfig
 from fruits.lake import list_objects
 
 EXPORT_MANIFEST = "_EXPORT_MANIFEST.json"
@@ -42,12 +61,38 @@ class ExportSources:
 @dataclass(frozen=True)
 class ExportTarget:
     container: str
-    date_prefix: str  # <azure_prefix>/<run date>
+    azure_prefix: str  # the published lake's root
+    run_date: str
+    date_prefix: str  # <azure_prefix>/<runs prefix>/<date>: where the date's LATEST.json is
     attempt: str  # a folder per DAG run and clearing: the provider's copy never overwrites
 
     @property
     def blob_prefix(self) -> str:
-        return f"{self.date_prefix}/{self.attempt}"
+        """Where the operator copies this attempt to, before it is verified."""
+        return f"{self.azure_prefix}/_staging/{self.run_date}/{self.attempt}"
+
+    def partition(self, lake_prefix: str) -> str:
+        """The folder of a lake prefix's night in Azure (all its attempts)."""
+        return f"{self.azure_prefix}/{lake_prefix}"
+
+    def destination(self, lake_prefix: str) -> str:
+        """Where this attempt of a lake prefix's night is published."""
+        return f"{self.partition(lake_prefix)}/attempt={self.attempt}"
+
+
+def night_sources(config: RunConfig) -> ExportSources:
+    """What a night exports, by its folder in the published copy: its partitions of the
+    features, quarantine and vectors tables, and runs/<date>/ (its models and reports): never
+    an earlier night's objects."""
+    return ExportSources(
+        bucket=config.lake_bucket,
+        prefixes={
+            "features": config.features_partition_prefix,
+            "quarantine": config.quarantine_partition_prefix,
+            "vectors": config.vectors_partition_prefix,
+            "run": config.run_prefix,
+        },
+    )
 
 
 def attempt_name(run_id: str, clear_number: int = 0) -> str:
@@ -141,58 +186,114 @@ def compare_contents(sums: dict[str, dict[str, str]]) -> list[str]:
     ]
 
 
+def check(problems: list[str], where: str) -> None:
+    if problems:
+        raise ExportMismatch(
+            f"{len(problems)} problem(s) in the export to {where}:\n" + "\n".join(problems)
+        )
+
+
+def published_objects(wasb_hook, sources: ExportSources, target: ExportTarget) -> dict:
+    """This attempt's objects in their tables, named as in `expected_objects`."""
+    return {
+        f"{folder}/{name}": meta
+        for folder, prefix in sources.prefixes.items()
+        for name, meta in list_blobs(
+            wasb_hook, target.container, target.destination(prefix)
+        ).items()
+    }
+
+
 def verify_and_publish(
     s3_hook, wasb_hook, sources: ExportSources, target: ExportTarget, run_id: str
 ) -> dict[str, Any]:
-    """Check the copy object by object; then point LATEST.json at it and drop older attempts."""
+    """Check the staged copy object by object, publish it into its tables and check it there;
+    then point LATEST.json at it and drop the date's other attempts and staging."""
     expected = expected_objects(s3_hook, sources)
     if not expected:
         raise ExportMismatch(f"nothing to export from s3://{sources.bucket}/ {sources.prefixes}")
-    actual = list_blobs(wasb_hook, target.container, target.blob_prefix)
-    actual.pop(EXPORT_MANIFEST, None)
-    problems = compare_listings(expected, actual)
-    sums = {} if problems else checksums(s3_hook, wasb_hook, sources, target, expected)
-    problems += compare_contents(sums)
-    if problems:
-        raise ExportMismatch(
-            f"{len(problems)} problem(s) in the export to "
-            f"{target.container}/{target.blob_prefix}:\n" + "\n".join(problems)
-        )
+    staged, where = list_blobs(wasb_hook, target.container, target.blob_prefix), target.blob_prefix
+    check(compare_listings(expected, staged), f"{target.container}/{where}")
+    # Hashed before any table shows it: a bad copy never becomes visible.
+    sums = checksums(s3_hook, wasb_hook, sources, target, expected)
+    check(compare_contents(sums), f"{target.container}/{where}")
+    promote(wasb_hook, sources, target, expected)
+    published = published_objects(wasb_hook, sources, target)
+    check(compare_listings(expected, published), target.container)
+
+    run_folder = target.destination(sources.prefixes["run"])
+    folders = {
+        folder: f"{target.destination(prefix)}/" for folder, prefix in sources.prefixes.items()
+    }
     manifest = {
         "run_id": run_id,
         "sources": {
             folder: f"s3://{sources.bucket}/{prefix}/"
             for folder, prefix in sources.prefixes.items()
         },
-        "destination": f"{target.container}/{target.blob_prefix}/",
+        "destinations": folders,
         "objects": {name: {**meta, "sha256": sums[name]["s3"]} for name, meta in expected.items()},
         "total_bytes": sum(o["size"] for o in expected.values()),
     }
     wasb_hook.load_string(
         json.dumps(manifest, indent=2, sort_keys=True),
         container_name=target.container,
-        blob_name=f"{target.blob_prefix}/{EXPORT_MANIFEST}",
+        blob_name=f"{run_folder}/{EXPORT_MANIFEST}",
         overwrite=True,
     )
-    pointer = {"run_id": run_id, "prefix": f"{target.blob_prefix}/", "objects": len(expected)}
+    pointer = {
+        "run_id": run_id,
+        "attempt": target.attempt,
+        "prefix": f"{run_folder}/",
+        "folders": folders,
+        "objects": len(expected),
+    }
     wasb_hook.load_string(
         json.dumps(pointer, indent=2, sort_keys=True),
         container_name=target.container,
         blob_name=f"{target.date_prefix}/{LATEST}",
         overwrite=True,
     )
-    remove_older_attempts(wasb_hook, target)
+    remove_other_attempts(wasb_hook, sources, target)
     return {
         "objects": len(expected),
         "total_bytes": manifest["total_bytes"],
-        "prefix": target.blob_prefix,
+        "prefix": pointer["prefix"],
     }
 
 
-def remove_older_attempts(wasb_hook, target: ExportTarget) -> None:
-    """A re-run of a date leaves exactly one copy: the verified one LATEST.json points at."""
-    keep = (f"{target.blob_prefix}/", f"{target.date_prefix}/{LATEST}")
-    for name in list_blobs(wasb_hook, target.container, target.date_prefix):
-        full = f"{target.date_prefix}/{name}"
-        if not full.startswith(keep[0]) and full != keep[1]:
-            wasb_hook.delete_file(target.container, full)
+def promote(wasb_hook, sources: ExportSources, target: ExportTarget, expected: dict) -> None:
+    """Server-side copies (WasbHook.copy_blobs: Azure's Copy Blob, nothing through the worker)
+    from the staging folder into each object's table, waited for."""
+    for name in sorted(expected):
+        folder, relative = name.split("/", 1)
+        source = f"{target.blob_prefix}/{folder}/{relative}"
+        destination = f"{target.destination(sources.prefixes[folder])}/{relative}"
+        wasb_hook.copy_blobs(target.container, source, target.container, destination)
+        wait_for_copy(wasb_hook, target.container, destination)
+
+
+def wait_for_copy(wasb_hook, container: str, blob: str, timeout_s: float = 600) -> None:
+    """Copy Blob may answer `pending`: the copy is done when the blob's copy status says so."""
+    client = wasb_hook.blob_service_client.get_blob_client(container, blob)
+    deadline = time.monotonic() + timeout_s
+    while (status := client.get_blob_properties().copy.status) == "pending":
+        if time.monotonic() > deadline:
+            raise ExportMismatch(f"the copy of {blob} is still pending after {timeout_s:.0f} s")
+        time.sleep(1)
+    if status not in (None, "success"):
+        raise ExportMismatch(f"the copy of {blob} ended {status}")
+
+
+def remove_other_attempts(wasb_hook, sources: ExportSources, target: ExportTarget) -> None:
+    """A date keeps exactly one copy in each table, the verified one LATEST.json points at;
+    and no staging (this attempt's, or a failed one's)."""
+    keep = f"{target.date_prefix}/{LATEST}"
+    for prefix in sources.prefixes.values():
+        partition, current = target.partition(prefix), target.destination(prefix) + "/"
+        for name in list_blobs(wasb_hook, target.container, partition):
+            full = f"{partition}/{name}"
+            if not full.startswith(current) and full != keep:
+                wasb_hook.delete_file(target.container, full)
+    staging = target.blob_prefix.rsplit("/", 1)[0]
+    wasb_hook.delete_file(target.container, staging + "/", is_prefix=True, ignore_if_missing=True)

@@ -133,7 +133,12 @@ def list_the_lake(arns: Arns, config: RunConfig) -> dict[str, Any]:
 
 def airflow_role(config: RunConfig) -> dict[str, Any]:
     arns = Arns(config)
-    exported = (config.runs_prefix, config.features_prefix, config.quarantine_prefix)
+    exported = (
+        config.runs_prefix,
+        config.features_prefix,
+        config.quarantine_prefix,
+        config.vectors_prefix,
+    )
     return document(
         [
             statement(
@@ -149,10 +154,12 @@ def airflow_role(config: RunConfig) -> dict[str, Any]:
                 ["s3:PutObject"],
                 objects_under(arns, config, config.code_prefix),
             ),
-            statement(  # clear_night_outputs: a date's run folder and PCA statistics
+            statement(  # clear_night_outputs: a date's run folder, vectors and PCA statistics
                 "ClearANightBeforeARerun",
                 ["s3:DeleteObject"],
-                objects_under(arns, config, config.runs_prefix, config.moments_prefix),
+                objects_under(
+                    arns, config, config.runs_prefix, config.vectors_prefix, config.moments_prefix
+                ),
             ),
             list_the_lake(arns, config),
             statement(
@@ -200,6 +207,7 @@ def ec2_instance_profile(config: RunConfig) -> dict[str, Any]:
     written = (
         config.features_prefix,
         config.quarantine_prefix,
+        config.vectors_prefix,
         config.moments_prefix,
         config.runs_prefix,
         config.model_cache_prefix,

@@ -27,7 +27,7 @@ def night_facts(s3_hook, config: RunConfig) -> dict[str, Any]:
         "photos_new": manifest["counts"]["read"],
         "photos_featurized": manifest["counts"]["featurized"],
         "photos_quarantined": manifest["counts"]["quarantined"],
-        "photos_total": report["rows"]["projected"],
+        "training_rows_fitted": report["rows"]["fitted"],  # the history's, through its statistics
         "nights": len(report["nights"]),
         "pca_k": report["k"],
         "explained_variance": report["explained_variance_at_k"],

@@ -13,6 +13,8 @@ from typing import Any
 from fruits.config import RunConfig
 
 JOB_ORDER = ("featurize", "pca", "classify")
+# Jobs a user runs when asked, never in the nightly DAG (project: a range of nights in one basis).
+ON_DEMAND_JOBS = ("project",)
 # Every other module of spark_jobs/ is the jobs' library, built into the code bundle as one
 # archive (code_bundle.bundle_files): a .zip on --py-files (Spark puts only .zip, .egg and .jar
 # archives on the workers' path) and the same bytes as a wheel for Databricks' libraries. A new
@@ -23,7 +25,8 @@ LIBRARY_ZIP = "dist/fruits_jobs.zip"
 
 def is_library_module(name: str) -> bool:
     """A top-level `.py` of spark_jobs/ that is not a job's script."""
-    return "/" not in name and name.endswith(".py") and name[: -len(".py")] not in JOB_ORDER
+    scripts = (*JOB_ORDER, *ON_DEMAND_JOBS)
+    return "/" not in name and name.endswith(".py") and name[: -len(".py")] not in scripts
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,11 @@ class SparkJob:
 
 
 def pipeline_jobs(config: RunConfig) -> list[SparkJob]:
-    """The night of `run_date`: featurize its photos into its own partition, then refit PCA and
-    the classifier from the statistics of every night up to it."""
+    """The night of `run_date`: featurize its photos into its own partition, refit PCA from the
+    nights' kept statistics and project the night's photos into its partition of the vectors
+    table, then refit the classifier from the statistics of every night up to it."""
     features, pca = config.uri(config.features_partition_prefix), config.output_uri("pca")
+    vectors = config.uri(config.vectors_partition_prefix)
     pca_choice = (
         ("--k", str(config.pca_k)) if config.pca_k else ("--variance", str(config.pca_variance))
     )
@@ -95,7 +100,7 @@ def pipeline_jobs(config: RunConfig) -> list[SparkJob]:
         SparkJob(
             "pca",
             inputs={"--features": config.uri(config.features_prefix)},
-            outputs={"--output": pca},
+            outputs={"--output": pca, "--vectors": vectors},
             options=("--until", config.run_date, *pca_choice),
             # Each night's PCA statistics, computed once and reused by every later night.
             caches={"--moments": config.uri(config.moments_prefix)},
