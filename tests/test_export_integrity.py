@@ -42,7 +42,7 @@ MIB = 1024 * 1024
 AZURE_SINGLE_PUT_LIMIT = 64 * MIB  # StorageConfiguration.max_single_put_size's default
 BUCKET, CONTAINER = "lake", "published"
 SOURCES = export.ExportSources(BUCKET, {"features": "features/ingest_date=2026-11-30"})
-TARGET = export.ExportTarget(CONTAINER, "fruits/2026-11-30", "run1")
+TARGET = export.ExportTarget(CONTAINER, "fruits", "2026-11-30", "fruits/runs/2026-11-30", "run1")
 
 
 def etag_is_md5(multipart: bool, encryption: str) -> bool:
@@ -179,15 +179,15 @@ def test_the_same_bytes_pass_and_other_bytes_fail_whatever_the_stores_hashes(
     wasb.put(blob, body, limit)
     assert (wasb.blobs[blob][1] is None) == blocks
 
-    assert export.verify_and_publish(s3, wasb, SOURCES, TARGET, "run1")["objects"] == 1
-    manifest = json.loads(wasb.blobs[f"{TARGET.blob_prefix}/{export.EXPORT_MANIFEST}"][0])
+    expected = export.expected_objects(s3, SOURCES)
+    sums = export.verify_staged(s3, wasb, SOURCES, TARGET, expected)
     sha = hashlib.sha256(body).hexdigest()
-    assert manifest["objects"]["features/part-0.parquet"]["sha256"] == sha
+    assert sums == {"features/part-0.parquet": {"s3": sha, "azure": sha}}  # the manifest's
 
     altered = body[:-1] + bytes([body[-1] ^ 1])  # the same size
     wasb.put(blob, altered, limit)
     with pytest.raises(export.ExportMismatch) as mismatch:
-        export.verify_and_publish(s3, wasb, SOURCES, TARGET, "run1")
+        export.verify_staged(s3, wasb, SOURCES, TARGET, expected)
     other = hashlib.sha256(altered).hexdigest()
     assert (
         f"content differs: features/part-0.parquet (SHA-256 in S3 {sha}, in Azure {other})"

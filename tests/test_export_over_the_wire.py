@@ -31,7 +31,7 @@ pytestmark = pytest.mark.e2e
 
 MIB = 1024 * 1024
 NIGHT = "2026-11-30"
-SOURCES = {"features": f"features/ingest_date={NIGHT}", "pca": f"runs/{NIGHT}/pca"}
+SOURCES = {"features": f"features/ingest_date={NIGHT}", "run": f"runs/{NIGHT}"}
 PARQUET = f"features/ingest_date={NIGHT}/part-00000.parquet"  # multipart, 2 parts
 MODEL = f"runs/{NIGHT}/pca/model/part-00000"  # single part, 3 MiB: a block blob
 REPORT = f"runs/{NIGHT}/pca/report.json"  # SSE-KMS, small: a single-put blob
@@ -143,13 +143,13 @@ def test_multipart_kms_and_block_blobs_verify_and_an_altered_blob_is_named(cloud
     assert etags[PARQUET].endswith('-2"') and etags[MODEL] == f'"{md5[MODEL]}"'
     assert len(etags[REPORT]) == 34 and etags[REPORT] != f'"{md5[REPORT]}"'  # SSE-KMS, as S3
 
-    target = export.ExportTarget(lake.CONTAINER, f"fruits/{NIGHT}", "run1")
+    target = export.ExportTarget(lake.CONTAINER, "fruits", NIGHT, f"fruits/runs/{NIGHT}", "run1")
     copy_with_the_providers_operator(target)
     wasb = WasbHook(wasb_conn_id="fruits_wasb")
     blob_of = {
         PARQUET: f"{target.blob_prefix}/features/part-00000.parquet",
-        MODEL: f"{target.blob_prefix}/pca/model/part-00000",
-        REPORT: f"{target.blob_prefix}/pca/report.json",
+        MODEL: f"{target.blob_prefix}/run/pca/model/part-00000",
+        REPORT: f"{target.blob_prefix}/run/pca/report.json",
     }
     stored_md5 = {
         key: wasb.blob_service_client.get_blob_client(lake.CONTAINER, blob)
@@ -170,15 +170,15 @@ def test_multipart_kms_and_block_blobs_verify_and_an_altered_blob_is_named(cloud
     assert verify() == {
         "objects": 3,
         "total_bytes": 9 * MIB + len(bodies[REPORT]),
-        "prefix": "fruits/2026-11-30/run1",
+        "prefix": "fruits/runs/2026-11-30/attempt=run1/",
     }
-    manifest = json.loads(
-        wasb.read_file(lake.CONTAINER, f"{target.blob_prefix}/{export.EXPORT_MANIFEST}")
-    )
+    run_folder = target.destination(SOURCES["run"])
+    manifest = json.loads(wasb.read_file(lake.CONTAINER, f"{run_folder}/{export.EXPORT_MANIFEST}"))
     sha = {key: hashlib.sha256(body).hexdigest() for key, body in bodies.items()}
     assert {o["s3_key"]: o["sha256"] for o in manifest["objects"].values()} == sha
 
     # The same size, one byte flipped, uploaded in blocks as the copy was: no MD5 anywhere.
+    copy_with_the_providers_operator(target)  # a published attempt leaves no staging: again
     altered = bytearray(bodies[PARQUET])
     altered[3 * MIB] ^= 0xFF
     wasb.upload(lake.CONTAINER, blob_of[PARQUET], bytes(altered), overwrite=True)

@@ -193,6 +193,22 @@ def check(problems: list[str], where: str) -> None:
         )
 
 
+def verify_staged(
+    s3_hook, wasb_hook, sources: ExportSources, target: ExportTarget, expected: dict[str, dict]
+) -> dict[str, dict[str, str]]:
+    """The staged copy against the lake, before any table shows it (so a bad copy never becomes
+    visible): names and sizes from the listings, then the SHA-256 of every object's bytes on
+    both sides. Returns the checksums, by name."""
+    where = f"{target.container}/{target.blob_prefix}"
+    check(
+        compare_listings(expected, list_blobs(wasb_hook, target.container, target.blob_prefix)),
+        where,
+    )
+    sums = checksums(s3_hook, wasb_hook, sources, target, expected)
+    check(compare_contents(sums), where)
+    return sums
+
+
 def published_objects(wasb_hook, sources: ExportSources, target: ExportTarget) -> dict:
     """This attempt's objects in their tables, named as in `expected_objects`."""
     return {
@@ -212,11 +228,7 @@ def verify_and_publish(
     expected = expected_objects(s3_hook, sources)
     if not expected:
         raise ExportMismatch(f"nothing to export from s3://{sources.bucket}/ {sources.prefixes}")
-    staged, where = list_blobs(wasb_hook, target.container, target.blob_prefix), target.blob_prefix
-    check(compare_listings(expected, staged), f"{target.container}/{where}")
-    # Hashed before any table shows it: a bad copy never becomes visible.
-    sums = checksums(s3_hook, wasb_hook, sources, target, expected)
-    check(compare_contents(sums), f"{target.container}/{where}")
+    sums = verify_staged(s3_hook, wasb_hook, sources, target, expected)
     promote(wasb_hook, sources, target, expected)
     published = published_objects(wasb_hook, sources, target)
     check(compare_listings(expected, published), target.container)
