@@ -4,25 +4,18 @@ over HTTP against a local stub of the Jobs API, moto (S3) and Azurite."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-import zipfile
 from functools import partial
 from pathlib import Path
 
 import pytest
 
 from fake_cloud import RUN_DATE, SECRET_KEY, expected_export, published, seeded_cloud, write_outputs
-from fake_databricks import FakeDatabricks, check_job_settings
-from fruits import code_bundle, databricks, emr
-from fruits.config import Deployment, RunConfig
-from fruits.spark_steps import pipeline_jobs
-from localdev import lake
+from fake_databricks import FakeDatabricks
+from test_databricks_job import settings
+
+pytestmark = pytest.mark.dag
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIREMENTS = (REPO / "spark_jobs" / "requirements.txt").read_text()
@@ -30,79 +23,7 @@ CODE = "s3://fruits-lake/code/abc"
 TOKEN = "dapi-fruits-Secret-Token-5e1f"  # recognisable: must not be written anywhere
 
 
-def config(**variable) -> RunConfig:
-    return RunConfig.build(
-        {"run_date": "2026-11-25", "platform": "databricks"},
-        lake.fruits_config("s3://fruits-lake/models/w.weights.h5", "e" * 64, **variable),
-        Deployment(),
-    )
-
-
 # --- the payload --------------------------------------------------------------------------------
-
-
-def test_the_job_is_a_valid_jobs_api_request_running_the_emr_steps_arguments():
-    run = config(databricks_instance_profile_arn="arn:aws:iam::1:instance-profile/fruits")
-    jobs = pipeline_jobs(run)
-    settings = databricks.job_settings(run, jobs, CODE, REQUIREMENTS, timeout_s=3600)
-
-    check_job_settings(settings)  # every field known to the SDK's JobSettings model
-    (cluster,) = settings["job_clusters"]
-    assert cluster["new_cluster"]["spark_version"].startswith("15.4.")  # Spark 3.5
-    assert cluster["new_cluster"]["aws_attributes"]["instance_profile_arn"].endswith("/fruits")
-    tasks = settings["tasks"]
-    assert [t["task_key"] for t in tasks] == ["featurize", "pca", "classify"]
-    assert [t.get("depends_on") for t in tasks] == [
-        None,
-        [{"task_key": "featurize"}],
-        [{"task_key": "pca"}],
-    ]
-    assert {t["job_cluster_key"] for t in tasks} == {cluster["job_cluster_key"]}
-    for task, job in zip(tasks, jobs, strict=True):
-        step = emr.step(job, CODE)["HadoopJarStep"]["Args"]
-        python_task = task["spark_python_task"]
-        assert python_task["python_file"] == step[step.index("--py-files") + 2]
-        assert python_task["parameters"] == step[step.index("--py-files") + 3 :]
-        libraries = task["libraries"]
-        assert {"whl": f"{CODE}/{code_bundle.LIBRARY_WHEEL}"} in libraries
-        pins = {lib["pypi"]["package"] for lib in libraries if "pypi" in lib}
-        assert pins == set(databricks.requirement_pins(REQUIREMENTS))
-        assert "tensorflow-cpu==2.21.0" in pins and not any(p.startswith("pyspark") for p in pins)
-
-
-def test_a_misspelled_field_is_refused_by_the_check():
-    settings = databricks.job_settings(config(), pipeline_jobs(config()), CODE, REQUIREMENTS, 60)
-    settings["tasks"][0]["job_cluster"] = settings["tasks"][0].pop("job_cluster_key")
-    with pytest.raises(ValueError, match=r"tasks\[0\]\.job_cluster"):
-        check_job_settings(settings)
-
-
-@pytest.mark.parametrize(
-    ("where", "value", "problem"),
-    [
-        (("timeout_seconds",), "sixty", r"timeout_seconds \('sixty' is not int\)"),
-        (("max_concurrent_runs",), True, r"max_concurrent_runs \(True is not int\)"),
-        (
-            ("job_clusters", 0, "new_cluster", "num_workers"),
-            "2.5",
-            r"job_clusters\[0\]\.new_cluster\.num_workers \('2\.5' is not int\)",
-        ),
-        (
-            ("tasks", 1, "spark_python_task", "parameters", 1),
-            3,
-            r"tasks\[1\]\.spark_python_task\.parameters\[1\] \(3 is not str\)",
-        ),
-    ],
-)
-def test_a_value_of_the_wrong_type_is_refused_by_the_check(where, value, problem):
-    wrong = settings()
-    *parents, leaf = where
-    container = wrong
-    for key in parents:
-        container = container[key]
-    container[leaf] = value
-    with pytest.raises(ValueError, match=problem):
-        check_job_settings(wrong)
 
 
 def test_the_stub_refuses_a_request_of_the_wrong_type_with_http_400():
@@ -117,40 +38,6 @@ def test_the_stub_refuses_a_request_of_the_wrong_type_with_http_400():
     assert refused.value.code == 400
     assert "job_id ('one' is not int)" in json.loads(refused.value.read())["message"]
     assert stub.runs == {}
-
-
-def bundle_built_at(when: float, folder: Path, monkeypatch) -> dict[str, bytes]:
-    """The bundle of a copy of spark_jobs/ whose files date from `when`, built with the clock
-    (and SOURCE_DATE_EPOCH) at `when`."""
-    shutil.copytree(REPO / "spark_jobs", folder, ignore=shutil.ignore_patterns("__pycache__"))
-    for path in [folder, *folder.rglob("*")]:
-        os.utime(path, (when, when))
-    localtime, gmtime = time.localtime, time.gmtime
-    with monkeypatch.context() as clock:
-        clock.setattr(time, "time", lambda: when)
-        clock.setattr(time, "time_ns", lambda: int(when * 1e9))
-        clock.setattr(
-            time, "localtime", lambda secs=None: localtime(when if secs is None else secs)
-        )
-        clock.setattr(time, "gmtime", lambda secs=None: gmtime(when if secs is None else secs))
-        clock.setenv("SOURCE_DATE_EPOCH", str(int(when)))
-        return code_bundle.bundle_files(folder)
-
-
-def test_the_bundle_ships_jobio_as_an_installable_reproducible_wheel(tmp_path, monkeypatch):
-    # Built years apart (zip times have a 2 s resolution): the same bytes, so the same hash.
-    files = bundle_built_at(1_700_000_000, tmp_path / "then", monkeypatch)
-    assert bundle_built_at(1_800_000_007, tmp_path / "later", monkeypatch) == files
-    wheel = tmp_path / Path(code_bundle.LIBRARY_WHEEL).name
-    wheel.write_bytes(files[code_bundle.LIBRARY_WHEEL])
-    assert zipfile.ZipFile(wheel).testzip() is None
-    target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target",
-         str(target), str(wheel)],
-        check=True,
-    )  # fmt: skip
-    assert (target / "jobio.py").read_bytes() == (REPO / "spark_jobs" / "jobio.py").read_bytes()
 
 
 # --- whole runs over HTTP -----------------------------------------------------------------------
@@ -265,10 +152,6 @@ def test_the_teardown_cancels_a_run_airflow_stopped_watching(pipeline_dag, cloud
         assert "already ended" in release(ti=ti)
         assert stub.cancelled == [run_id]
         assert release(ti=TaskInstance({})) == "no run was submitted"
-
-
-def settings() -> dict:
-    return databricks.job_settings(config(), pipeline_jobs(config()), CODE, REQUIREMENTS, 60)
 
 
 def test_a_missing_databricks_connection_fails_before_anything_is_created(

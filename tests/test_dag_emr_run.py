@@ -33,7 +33,7 @@ from fruits import iam
 from localdev import lake
 from localdev.emulators import REGION, free_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.dag
 
 
 @pytest.fixture(scope="module")

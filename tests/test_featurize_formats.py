@@ -19,6 +19,8 @@ from decoding import (
     prepare_decoding,
 )
 
+pytestmark = pytest.mark.unit
+
 SIZE = 32
 HEIC_HEADER = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"  # an iPhone photo's first box
 

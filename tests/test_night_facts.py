@@ -1,6 +1,10 @@
 """The night's cost estimate on EMR: EMR's own instance-hour count at the configured price."""
 
+import pytest
+
 from fruits.night_facts import emr_cost_estimate
+
+pytestmark = pytest.mark.unit
 
 
 class DescribedCluster:  # DescribeCluster's response shape (moto always counts 0 hours)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 COMMAND_WORDS = ("make", "airflow", "aws", "docker", "npm", "spark-submit", "PYTHONPATH=", "python")
@@ -174,7 +176,6 @@ def test_featurize_synopsis_flags_parse():
         featurize.parse_args(words)
 
 
-@pytest.mark.spark
 def test_make_featurize_runs_as_written(tmp_path, sample_dir):
     (command,) = matching(r"make featurize .*")
     home = tmp_path / "home"  # `~/photos/fruits` of the README: a few real photos
