@@ -1,19 +1,22 @@
 """The DAG as a reviewer sees it: imports cleanly, runs in this order, sends valid EMR requests."""
 
-from datetime import datetime, timezone
+import ast
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
 from fruits import databricks, emr
-from fruits.config import TASK_SLOTS_PER_VCPU, Deployment, RunConfig, run_date_of
+from fruits.config import PLATFORMS, TASK_SLOTS_PER_VCPU, Deployment, RunConfig, run_date_of
 from fruits.local_platform import local_master
 from fruits.spark_steps import pipeline_jobs
 from localdev import lake
 
 pytestmark = pytest.mark.unit
 
+DAG_FILE = Path(__file__).resolve().parents[1] / "dags" / "fruits_pipeline.py"
 VARIABLE = lake.fruits_config("s3://fruits-lake/models/mobilenet.weights.h5", "e" * 64)
 UPSTREAM = {  # task -> the tasks it waits for: the pipeline's order, exactly
     "resolve_config": set(),
@@ -156,19 +159,44 @@ def test_the_clusters_are_always_released_by_a_teardown(parsed_dag):
 
 
 def test_schedule_defaults_and_form(parsed_dag):
-    assert parsed_dag.catchup is False
-    assert parsed_dag.default_args["owner"] == "data-platform"
-    assert parsed_dag.default_args["retries"] >= 1
-    assert parsed_dag.doc_md and parsed_dag.tags
-    assert set(parsed_dag.params) == {
-        "run_date",
-        "input_prefix",
-        "pca_variance",
-        "pca_k",
-        "platform",
-    }
+    from airflow.sdk import CronDataIntervalTimetable
+    from airflow.sdk.exceptions import ParamValidationError
+
+    deployment = Deployment.from_env()  # as the DAG file read it
+    timetable = parsed_dag.timetable
+    assert isinstance(timetable, CronDataIntervalTimetable)  # a night is the day that ended
+    assert (timetable.expression, str(timetable.timezone)) == ("0 2 * * *", "UTC")
+    assert (parsed_dag.catchup, parsed_dag.max_active_runs) == (False, 1)
+    assert parsed_dag.start_date == datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert parsed_dag.dagrun_timeout == timedelta(seconds=deployment.run_timeout_s)
+    assert parsed_dag.tags == {"fruits", "spark", "emr", "databricks", "azure"}
+    assert parsed_dag.doc_md == ast.get_docstring(ast.parse(DAG_FILE.read_text()), clean=False)
+    defaults = parsed_dag.default_args
+    assert (defaults["owner"], defaults["retries"]) == ("data-platform", 2)
+    assert defaults["retry_delay"] == timedelta(seconds=deployment.retry_delay_s)
+    assert defaults["execution_timeout"] == timedelta(seconds=deployment.task_timeout_s)
     add_steps = [t for t in parsed_dag.tasks if t.task_id.startswith("emr.add_")]
-    assert add_steps and all(t.retries == 0 for t in add_steps)
+    assert len(add_steps) == 3 and all(t.retries == 0 for t in add_steps)  # airflow#28704
+
+    # The run form: its fields, their defaults, and what it refuses.
+    form = parsed_dag.params
+    assert {name: form[name] for name in form} == {
+        "run_date": None,
+        "input_prefix": None,
+        "pca_variance": 0.95,
+        "pca_k": None,
+        "platform": deployment.default_platform,
+    }
+    assert form.get_param("platform").schema["enum"] == list(PLATFORMS)
+    accepted = {"pca_variance": [1, 0.5], "pca_k": [1, 1280, None], "platform": list(PLATFORMS)}
+    refused = {"pca_variance": [0, 1.01, "high"], "pca_k": [0, 1281, 2.5], "platform": ["gcp"]}
+    for name, values in accepted.items():
+        for value in values:
+            assert form.get_param(name).resolve(value) == value
+    for name, values in refused.items():
+        for value in values:
+            with pytest.raises(ParamValidationError):
+                form.get_param(name).resolve(value)
 
 
 def utc(*args: int) -> datetime:
