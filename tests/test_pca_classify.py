@@ -138,17 +138,29 @@ def test_the_fit_is_numpys_pca_of_the_training_rows_of_every_night_up_to_the_dat
     assert again["explained_variance"] == pytest.approx(report["explained_variance"], rel=1e-9)
 
 
-def test_a_night_reusing_kept_statistics_gives_the_bytes_of_a_full_recompute(spark, tmp_path):
-    """Night 3 with the statistics nights 1-2 left equals night 3 computed from scratch, byte
-    for byte: the merge is exact and in a fixed order."""
+def summarised_nights(capsys) -> list[str]:
+    """The nights whose Training rows a PCA run read and summarised (its own log lines)."""
+    lines = capsys.readouterr().out.splitlines()
+    return [line.split()[2].rstrip(":") for line in lines if line.endswith("rows summarised")]
+
+
+def test_a_night_reusing_kept_statistics_gives_the_bytes_of_a_full_recompute(
+    spark, tmp_path, capsys
+):
+    """Night 3 with the statistics nights 1-2 left reads only its own rows, and equals night 3
+    computed from scratch, byte for byte: the merge is exact and in a fixed order."""
     root, moments = tmp_path / "features", tmp_path / "moments"
     for seed, night in enumerate(NIGHTS):
         write_night(spark, root, night, synthetic_rows(night, seed=seed))
     for night in NIGHTS[:2]:  # the earlier nights ran before, each keeping its statistics
         run_pca(root, tmp_path / f"pca-{night}", night, "--moments", str(moments))
     kept = {p: p.read_bytes() for p in moments.rglob("*.npz")}
+    assert len(kept) == 2
+    capsys.readouterr()
     incremental = run_pca(root, tmp_path / "incremental", NIGHTS[2], "--moments", str(moments))
+    assert summarised_nights(capsys) == [NIGHTS[2]]  # nights 1-2: their kept statistics
     full = run_pca(root, tmp_path / "full", NIGHTS[2])  # no kept statistics at all
+    assert summarised_nights(capsys) == list(NIGHTS)
 
     assert {p: p.read_bytes() for p in moments.rglob("*.npz") if p in kept} == kept  # reused
     assert incremental == {**full, "moments": incremental.get("moments")} or incremental == full
