@@ -15,17 +15,51 @@ pytestmark = pytest.mark.dag
 VARIABLE = lake.fruits_config("s3://fruits-lake/models/mobilenet.weights.h5", "e" * 64)
 
 
-def test_a_missing_connection_is_named(monkeypatch, pipeline_dag):
-    import fruits_pipeline
+CONNECTION_ATTRIBUTES = ("aws_conn_id", "wasb_conn_id", "databricks_conn_id")
 
-    def get_connection(conn_id):
-        if conn_id == "fruits_wasb":
-            raise LookupError(conn_id)
 
-    monkeypatch.setattr(fruits_pipeline.BaseHook, "get_connection", get_connection)
-    fruits_pipeline.check_connections_exist("fruits_aws")
-    with pytest.raises(ConfigError, match="connection 'fruits_wasb' is missing"):
-        fruits_pipeline.check_connections_exist("fruits_aws", "fruits_wasb")
+def dag_function(dag, name: str):
+    """A function of the DAG file as the DAG processor loaded it (under its own module name)."""
+    return dag.get_task("resolve_config").python_callable.__globals__[name]
+
+
+def connections_its_operators_use(dag, platform: str) -> set[str]:
+    """Every connection id an operator of the DAG holds, in the tasks a run on `platform` runs
+    (its own group, and everything outside the three platforms' groups)."""
+    from fruits.config import PLATFORMS
+
+    others = {p for p in PLATFORMS if p != platform}
+    used = set()
+    for task in dag.tasks:
+        if task.task_id.split(".")[0] in others:
+            continue
+        given = getattr(task, "partial_kwargs", {})  # a mapped operator's fixed arguments
+        for attribute in CONNECTION_ATTRIBUTES:
+            used.add(given.get(attribute) or getattr(task, attribute, None))
+    return used - {None}
+
+
+@pytest.mark.parametrize("platform", ["emr", "local", "databricks"])
+def test_each_platform_needs_the_connections_its_tasks_use(pipeline_dag, monkeypatch, platform):
+    """What resolve_config checks is what the platform's operators hold, plus the lake's
+    connection every @task reads S3 with; each missing one is named, found through Airflow's
+    own lookup (AIRFLOW_CONN_<ID> variables, then the metadata database)."""
+    from fruits.config import Deployment
+
+    deployment = Deployment.from_env()
+    needed = dag_function(pipeline_dag, "connections_needed")(platform)
+    check = dag_function(pipeline_dag, "check_connections_exist")
+    used = connections_its_operators_use(pipeline_dag, platform) | {deployment.aws_conn_id}
+    assert set(needed) == used
+
+    for conn_id in needed:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "http"}))
+    check(*needed)
+    for missing in needed:
+        with monkeypatch.context() as without:
+            without.delenv(f"AIRFLOW_CONN_{missing.upper()}")
+            with pytest.raises(ConfigError, match=f"connection '{missing}' is missing"):
+                check(*needed)
 
 
 def test_a_configuration_error_fails_the_run_at_once_naming_the_setting(
