@@ -7,15 +7,16 @@ import time
 from contextlib import suppress
 
 import psutil
+import pytest
 
 from airflow_services import stop_all
+
+pytestmark = pytest.mark.e2e
 
 # A parent (like standalone) with a child that ignores SIGTERM, and a grandchild orphaned when
 # its own parent exits (as a task's spark-submit JVM is when the task process dies first).
 TREE = """
 import os, signal, subprocess, sys, time
-
-pytestmark = pytest.mark.e2e
 stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
 subprocess.Popen([sys.executable, "-c", stubborn])
 orphaner = (
