@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from functools import partial
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from fake_cloud import RUN_DATE, SECRET_KEY, expected_export, published, seeded_cloud, write_outputs
 from fake_databricks import FakeDatabricks
-from test_databricks_job import settings
 
 pytestmark = pytest.mark.dag
 
@@ -70,11 +69,17 @@ def run_dag(pipeline_dag, stub, monkeypatch):
 
 
 def test_a_successful_run_publishes_to_azure(pipeline_dag, cloud, monkeypatch):
+    """Also: Databricks started the run but its reply to run-now was lost. The hook sends
+    run-now again with the same idempotency token, and Databricks answers with the run it
+    started, not a second run and cluster (Jobs API 2.2 run-now: idempotency_token)."""
     endpoints, s3 = cloud
     workspace = Workspace(s3)
-    with FakeDatabricks(TOKEN, workspace) as stub:
+    with FakeDatabricks(TOKEN, workspace, lost_run_now_replies=1) as stub:
         dag_run, states = run_dag(pipeline_dag, stub, monkeypatch)
         assert dag_run.state == "success", states
+        first, retried = stub.run_now_tokens
+        assert first == retried and first
+        assert len(stub.runs) == 1
         assert workspace.ran == ["featurize", "pca", "classify"]
         assert states["databricks.run_on_databricks"] == "success"
         assert states["databricks.release_databricks_run"] == "success"
@@ -93,7 +98,8 @@ def test_a_successful_run_publishes_to_azure(pipeline_dag, cloud, monkeypatch):
         dag_run, states = run_dag(pipeline_dag, stub, monkeypatch)
         assert dag_run.state == "success", states
         assert len(stub.jobs) == 1 and ("POST", "/api/2.2/jobs/reset") in stub.calls
-        assert len(stub.runs) == 2
+        assert len(stub.runs) == 2  # another Airflow run, another token
+        assert len(set(stub.run_now_tokens)) == 2
 
 
 def test_a_failing_task_fails_the_run_with_its_error(
@@ -107,7 +113,8 @@ def test_a_failing_task_fails_the_run_with_its_error(
         assert workspace.ran == ["featurize", "pca"]
         assert states["databricks.run_on_databricks"] == "failed"
         assert states["publish.copy_to_azure"] == "upstream_failed"
-        assert states["databricks.release_databricks_run"] == "success"
+        assert states["databricks.release_databricks_run"] == "success"  # after a failed run-now
+        assert stub.cancelled == []  # the run had ended: nothing to cancel
         (run,) = stub.runs.values()
         assert run.task_states["classify"]["result_state"] == "UPSTREAM_FAILED"
     captured = capfd.readouterr()
@@ -116,42 +123,27 @@ def test_a_failing_task_fails_the_run_with_its_error(
     assert TOKEN not in logged and SECRET_KEY not in logged
 
 
-class TaskInstance:
-    """The XComs as Airflow would hold them: pushed under the provider's own key by the DAG's
-    run-now task; any other task id or key finds nothing, as `xcom_pull` would."""
-
-    def __init__(self, xcoms: dict[tuple[str, str], object]):
-        self.xcoms = xcoms
-
-    def xcom_pull(self, task_ids, key):
-        return self.xcoms.get((task_ids, key))
-
-
-def test_the_teardown_cancels_a_run_airflow_stopped_watching(pipeline_dag, cloud, monkeypatch):
-    from airflow.providers.databricks.operators.databricks import (
-        XCOM_RUN_ID_KEY,
-        DatabricksRunNowOperator,
-    )
-
-    import fruits_pipeline
-
-    (run_now,) = [t for t in pipeline_dag.tasks if isinstance(t, DatabricksRunNowOperator)]
-    assert run_now.do_xcom_push  # the provider pushes the run id only then
+def test_a_timed_out_run_is_cancelled_by_the_teardown(pipeline_dag, cloud, monkeypatch):
+    """run-now stops watching a run that holds on (its execution_timeout): the teardown, which
+    runs after the failed task, cancels the run and its job cluster. Deferrable (the default),
+    the timeout is the trigger's and nothing calls the operator's on_kill (airflow-core
+    jobs/triggerer_job_runner.py; task-sdk execution_time/task_runner.py calls on_kill only for
+    a timeout of the task's own process): modelled here by a no-op on_kill on a task that polls
+    in its process, as dag.test runs a trigger with no timeout."""
+    run_now = pipeline_dag.get_task("databricks.run_on_databricks")
+    monkeypatch.setattr(run_now, "deferrable", False)
+    monkeypatch.setattr(run_now, "execution_timeout", timedelta(seconds=8))
+    monkeypatch.setattr(run_now, "on_kill", lambda: None)
     with FakeDatabricks(TOKEN, Workspace(cloud[1]), hold_running=True) as stub:
-        monkeypatch.setenv("AIRFLOW_CONN_FRUITS_DATABRICKS", stub.connection_json())
-        run_id = stub.run_now(
-            stub.handle("POST", "/api/2.2/jobs/create", {}, settings())[1]["job_id"], None
-        )["run_id"]
-        ti = TaskInstance({(run_now.task_id, XCOM_RUN_ID_KEY): run_id})
-
-        # Called as the DAG calls it: with the arguments its task was given.
-        arguments = pipeline_dag.get_task("databricks.release_databricks_run").op_args
-        release = partial(fruits_pipeline.release_databricks_run.function, *arguments)
-        assert "cancelled" in release(ti=ti)
-        assert stub.cancelled == [run_id]
-        assert "already ended" in release(ti=ti)
-        assert stub.cancelled == [run_id]
-        assert release(ti=TaskInstance({})) == "no run was submitted"
+        dag_run, states = run_dag(pipeline_dag, stub, monkeypatch)
+        assert dag_run.state == "failed", states
+        assert states["databricks.run_on_databricks"] == "failed"
+        assert states["databricks.release_databricks_run"] == "success"
+        (run,) = stub.runs.values()
+        assert stub.cancelled == [run.run_id]  # by the teardown: nothing else cancels
+        assert (run.life_cycle_state, run.result_state) == ("TERMINATED", "CANCELED")
+        release = dag_run.get_task_instance("databricks.release_databricks_run")
+        assert f"run {run.run_id} was RUNNING: cancelled" in str(release.xcom_pull())
 
 
 def test_a_missing_databricks_connection_fails_before_anything_is_created(
