@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    the DAG end to end on the local platform (moto S3 + Azurite + Spark local mode)
 #   make test   lint + the whole test suite (what CI runs)
+#   make test-unit   the pure-Python tier alone, in under two minutes (tests/tiers.py)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -21,7 +22,8 @@ INPUT ?= ../shared/data/fruits360-sample
 OUTPUT ?= .local-runs/features
 WEIGHTS ?= ../shared/models/mobilenet_v2_1.0_pretrained_no_top.weights.h5
 
-.PHONY: venv lint test run featurize bench bench-latency grid-screenshot lock wheelhouse clean
+TIER_TESTS := test-unit test-dag test-spark test-e2e test-services
+.PHONY: venv lint test fuse $(TIER_TESTS) run featurize bench bench-latency grid-screenshot lock wheelhouse clean
 
 $(STAMP): $(REQUIREMENTS) package.json package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,8 +38,22 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint fuse
 	$(BIN)/python -m pytest
+
+# One tier of the suite, cheapest first: test-unit (pure Python), test-dag (dag.test),
+# test-spark (a local SparkSession), test-e2e (emulators, spark-submit), test-services
+# (airflow standalone). `make test` runs them all.
+$(TIER_TESTS): test-%: venv
+	$(BIN)/python -m pytest -m $*
+test-e2e: fuse
+
+# The FUSE tests (tests/test_slow_fs.py, make bench-latency) need /dev/fuse and Debian's fuse3.
+# Without them those tests skip, and fail under CI=true.
+fuse:
+	command -v fusermount3 >/dev/null || apt-get install -y fuse3 \
+		|| { apt-get update -qq && apt-get install -y fuse3; } \
+		|| echo "fuse3 not installed: tests/test_slow_fs.py will skip (fail under CI=true)"
 
 run: venv
 	$(BIN)/python -m localdev.run_pipeline $(ARGS)
@@ -62,8 +78,7 @@ grid-screenshot: venv
 
 # Featurize at object-store latency through a FUSE passthrough (docs/performance.md): needs
 # /dev/fuse and Debian's fuse3, installed here if missing. ARGS: e.g. --rounds 1.
-bench-latency: venv
-	command -v fusermount3 >/dev/null || apt-get install -y fuse3
+bench-latency: venv fuse
 	$(BIN)/python -m benchmarks.latency $(ARGS)
 
 # The cluster's requirements, locked for EMR's Python (3.11, manylinux x86_64) with every file's

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+# What libraries learn by running a command when first imported, learnt before the unit-tier
+# guard: `uname -p` (platform.processor(), cached; azure-identity's user agent), `file` on the
+# interpreter (croniter, which Airflow's timetables import), lscpu (numpy.testing).
+import croniter  # noqa: F401
+import numpy.testing  # noqa: F401
 import pytest
 
+import tiers
 from localdev.emulators import airflow_home_env
 
+platform.processor()
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FRUITS_SHARED_DIR", REPO.parent / "shared"))
 SAMPLE_DIR = SHARED / "data" / "fruits360-sample"
@@ -41,6 +49,27 @@ os.environ.update(
         "FRUITS_RETRY_DELAY_S": "1",
     }
 )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tiers cheapest first (a stable sort: each module keeps its order)."""
+    items.sort(key=lambda item: tiers.tier_rank(m.name for m in item.iter_markers()))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    problem = tiers.tier_problem(item.nodeid, (m.name for m in item.iter_markers()))
+    if problem:
+        pytest.fail(problem, pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """A unit test, its fixtures included, runs with the outside world refused."""
+    if item.get_closest_marker("unit") is None:
+        return (yield)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        tiers.forbid_outside_world(monkeypatch)
+        return (yield)
 
 
 @pytest.fixture(scope="session")
@@ -96,9 +125,16 @@ def airflow_db():
 
 
 @pytest.fixture(scope="session")
-def pipeline_dag(airflow_db):
+def parsed_dag():
+    """The DAG as the DAG processor parses it: no database needed (unit tier)."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(str(REPO / "dags"))
     assert not bag.import_errors, bag.import_errors
     return bag.dags["fruits_pipeline"]
+
+
+@pytest.fixture(scope="session")
+def pipeline_dag(airflow_db, parsed_dag):
+    """The DAG, ready for dag.test()."""
+    return parsed_dag

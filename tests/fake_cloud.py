@@ -73,15 +73,23 @@ def expected_export() -> set[str]:
 
 
 def write_outputs(s3, job: str, arguments: list[str]) -> None:
-    """What the job leaves under each output: its files, and nothing a crashed run left there
-    (the jobs write in overwrite mode)."""
+    """What the job leaves under each output: its files, replacing what the real job replaces
+    and nothing more. featurize overwrites its whole partition and deletes its quarantine
+    partition; pca and classify overwrite their model/ and vectors/ folders and delete their
+    report (spark_jobs/pca.py, classify.py): anything else a crashed run left under their
+    --output stays, for the DAG's clear_night_outputs to remove."""
     flags = dict(zip(arguments, arguments[1:], strict=False))  # each flag -> the value after it
     for flag in ("--output", *SIDE_OUTPUTS):
         if flag in flags:
             bucket, key = flags[flag][len("s3://") :].split("/", 1)
-            for old in s3.list_objects_v2(Bucket=bucket, Prefix=key + "/").get("Contents", []):
-                s3.delete_object(Bucket=bucket, Key=old["Key"])
-            for name in OUTPUT_FILES[job] if flag == "--output" else SIDE_OUTPUTS[flag]:
+            names = OUTPUT_FILES[job] if flag == "--output" else SIDE_OUTPUTS[flag]
+            whole = job == "featurize" or flag != "--output"  # a partition: replaced whole
+            replaced = [""] if whole else sorted({n.split("/")[0] for n in names})
+            for entry in replaced:
+                prefix = f"{key}/{entry}" if entry else f"{key}/"
+                for old in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+                    s3.delete_object(Bucket=bucket, Key=old["Key"])
+            for name in names:
                 marker = MARKERS.get(f"{job}/{name}", MARKERS.get(name))
                 body = json.dumps(marker or {"job": job, "file": name}).encode()
                 s3.put_object(Bucket=bucket, Key=f"{key}/{name}", Body=body)
@@ -179,6 +187,9 @@ def published(endpoints, run_date: str = "2026-11-25") -> tuple[dict, set[str]]:
     }
 
 
+NORMALIZED_HOURS_PER_STEP = 8
+
+
 class FakeEmr(threading.Thread):
     """Plays the cluster: completes each step moto holds, writing its outputs. The failing step
     leaves a crashed job's debris in its output folder and FAILS; the hanging one never ends."""
@@ -214,6 +225,8 @@ class FakeEmr(threading.Thread):
             step.state = "FAILED"
             return
         write_outputs(self.s3, step.name, step.args)
+        # What EMR counts as the cluster runs (moto leaves 0): the cost facts must read it.
+        cluster.normalized_instance_hours += NORMALIZED_HOURS_PER_STEP
         step.state = "COMPLETED"
 
 

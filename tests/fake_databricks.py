@@ -151,8 +151,17 @@ class Run:
 
 
 class FakeDatabricks(LoopbackServer):
-    def __init__(self, token: str, play_task: PlayTask, hold_running: bool = False):
+    def __init__(
+        self,
+        token: str,
+        play_task: PlayTask,
+        hold_running: bool = False,
+        lost_run_now_replies: int = 0,
+    ):
         self.token, self.play_task, self.hold_running = token, play_task, hold_running
+        # run-now requests whose run starts but whose reply is lost (a 503 from a proxy)
+        self.lost_run_now_replies = lost_run_now_replies
+        self.run_now_tokens: list[str | None] = []  # the idempotency token of each run-now
         self.jobs: dict[int, dict[str, Any]] = {}
         self.runs: dict[int, Run] = {}
         self.tokens: dict[str, int] = {}  # idempotency token -> run id
@@ -197,7 +206,12 @@ class FakeDatabricks(LoopbackServer):
             return 200, {}
         if route == "POST run-now":
             check_request(JobsAPI.run_now, body)
-            return 200, self.run_now(int(body["job_id"]), body.get("idempotency_token"))
+            self.run_now_tokens.append(body.get("idempotency_token"))
+            started = self.run_now(int(body["job_id"]), body.get("idempotency_token"))
+            if self.lost_run_now_replies:
+                self.lost_run_now_replies -= 1
+                return 503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "reply lost"}
+            return 200, started
         if route == "GET runs/get":
             return 200, self.poll(self.runs[int(query["run_id"])])
         if route == "GET runs/get-output":

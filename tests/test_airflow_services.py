@@ -34,7 +34,7 @@ from lake_checks import (
 from localdev import lake
 from localdev.emulators import REPO, local_cloud
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.services
 
 DAG_ID = "fruits_pipeline"
 NOW = datetime.now(timezone.utc)

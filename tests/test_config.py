@@ -1,11 +1,6 @@
 """Invalid configuration fails before anything is created, naming the setting."""
 
-import json
-import os
 import shutil
-import subprocess
-import sys
-import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,6 +15,8 @@ from fruits.config import (
     run_date_of,
 )
 from localdev import lake
+
+pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[1]
 VARIABLE = lake.fruits_config("s3://fruits-lake/models/mobilenet.weights.h5", "e" * 64)
@@ -91,34 +88,6 @@ def test_deployment_settings_are_checked():
     assert Deployment.from_env({}).s3_verify is True
 
 
-def test_the_local_scratch_folder_outlives_a_run_by_default():
-    # It keeps the converted-model cache: a fresh temporary folder would convert on every run.
-    # Each run is a new process: the default must be the README's `<system temp>/fruits-scratch`
-    # in this interpreter and in a fresh one (a per-process temporary folder would differ).
-    documented = str(Path(tempfile.gettempdir(), "fruits-scratch"))
-    fresh = subprocess.run(
-        [sys.executable, "-c", "from fruits.config import Deployment as D; "
-         "print(D.from_env({}).scratch_dir)"],
-        env={**os.environ, "PYTHONPATH": str(REPO / "plugins")},
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    assert Deployment.from_env({}).scratch_dir == fresh.stdout.strip() == documented
-    assert Deployment.from_env({"FRUITS_SCRATCH_DIR": "/data/x"}).scratch_dir == "/data/x"
-
-
-def test_a_missing_connection_is_named(monkeypatch, pipeline_dag):
-    import fruits_pipeline
-
-    def get_connection(conn_id):
-        if conn_id == "fruits_wasb":
-            raise LookupError(conn_id)
-
-    monkeypatch.setattr(fruits_pipeline.BaseHook, "get_connection", get_connection)
-    fruits_pipeline.check_connections_exist("fruits_aws")
-    with pytest.raises(ConfigError, match="connection 'fruits_wasb' is missing"):
-        fruits_pipeline.check_connections_exist("fruits_aws", "fruits_wasb")
-
-
 NIGHT = datetime(2026, 11, 24, 2, tzinfo=timezone.utc)  # the scheduled night's logical date
 TRIGGERED = datetime(2026, 11, 25, 9, 30, tzinfo=timezone.utc)  # its run_after, or a trigger's
 PARIS = timezone(timedelta(hours=1))
@@ -167,22 +136,6 @@ def test_a_deployment_number_that_is_not_one_is_named():
         Deployment.from_env({"FRUITS_TASK_TIMEOUT_S": "1h"})
 
 
-def test_a_configuration_error_fails_the_run_at_once_naming_the_setting(
-    monkeypatch, pipeline_dag, capfd
-):
-    # A retry cannot fix a typo: resolve_config fails once, and nothing downstream starts.
-    bad = {**VARIABLE, "emr_core_instance_count": "2"}
-    monkeypatch.setenv("AIRFLOW_VAR_FRUITS_CONFIG", json.dumps(bad))
-    dag_run = pipeline_dag.test(
-        logical_date=datetime(2026, 11, 25, tzinfo=timezone.utc), run_conf={"platform": "emr"}
-    )
-    resolve = dag_run.get_task_instance("resolve_config")
-    assert (dag_run.state, resolve.state, resolve.try_number) == ("failed", "failed", 1)
-    assert "emr_core_instance_count='2' is invalid" in "".join(capfd.readouterr())
-    others = {ti.state for ti in dag_run.get_task_instances() if ti.task_id != "resolve_config"}
-    assert others <= {"upstream_failed", "skipped", "removed", None}
-
-
 def test_a_weights_file_asked_for_must_exist(monkeypatch, tmp_path):
     # A typo must not run other weights (the shared backbone is beside the repository here).
     from localdev.run_pipeline import SHARED_WEIGHTS, find_weights
@@ -224,7 +177,6 @@ def test_a_databricks_node_type_whose_vcpus_are_unknown_is_named():
     assert build(databricks_node_type_id="c5.4xlarge").databricks.node_type_id == "c5.4xlarge"
 
 
-@pytest.mark.unit
 def test_the_spark_jobs_folder_is_a_checked_setting(tmp_path):
     jobs = ["featurize.py", "pca.py", "classify.py", "requirements.lock"]
     beside_dags = REPO / "spark_jobs"
@@ -239,36 +191,3 @@ def test_the_spark_jobs_folder_is_a_checked_setting(tmp_path):
     relative = Deployment.from_env({"FRUITS_SPARK_JOBS_DIR": "spark_jobs"})
     with pytest.raises(ConfigError, match="FRUITS_SPARK_JOBS_DIR='spark_jobs'.*absolute"):
         relative.spark_jobs_folder(beside_dags, jobs)
-
-
-PARSE_DAG = """
-import os, sys
-from airflow.dag_processing.dagbag import DagBag
-os.environ["FRUITS_SPARK_JOBS_DIR"] = sys.argv[2]
-moved = DagBag(sys.argv[1])
-(module,) = [m for n, m in sys.modules.items() if n.endswith("fruits_pipeline")]
-print("with the setting:", moved.import_errors or module.SPARK_JOBS_DIR)
-del os.environ["FRUITS_SPARK_JOBS_DIR"]
-print("without:", DagBag(sys.argv[1]).import_errors)
-print("DAG files:", sorted(os.path.relpath(f, sys.argv[1]) for f in moved.file_last_changed))
-"""
-
-
-@pytest.mark.dag
-def test_the_dag_parses_alone_in_its_folder_with_the_jobs_elsewhere(tmp_path):
-    """MWAA's shape: only the dags folder is synced, so the jobs go inside it, where the setting
-    says (dags/.airflowignore keeps them from being parsed as DAG files). Without the setting the
-    parse fails naming it (the default, spark_jobs/ next to dags/, is not there)."""
-    dags = tmp_path / "dags"
-    jobs = dags / "spark_jobs"
-    shutil.copytree(REPO / "dags", dags, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "spark_jobs", jobs, ignore=shutil.ignore_patterns("__pycache__"))
-    printed = subprocess.run(
-        [sys.executable, "-c", PARSE_DAG, str(dags), str(jobs)],
-        env={**os.environ, "PYTHONPATH": str(REPO / "plugins")},
-        capture_output=True, text=True, cwd=tmp_path, check=True,
-    ).stdout  # fmt: skip
-    assert f"with the setting: {jobs}\n" in printed
-    (without,) = [line for line in printed.splitlines() if line.startswith("without:")]
-    assert "FRUITS_SPARK_JOBS_DIR=" in without and "missing there: featurize.py" in without
-    assert "DAG files: ['fruits_pipeline.py']" in printed  # no job script parsed as a DAG

@@ -4,106 +4,24 @@ over HTTP against a local stub of the Jobs API, moto (S3) and Azurite."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-import zipfile
-from functools import partial
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from fake_cloud import RUN_DATE, SECRET_KEY, expected_export, published, seeded_cloud, write_outputs
-from fake_databricks import FakeDatabricks, check_job_settings
-from fruits import code_bundle, databricks, emr
-from fruits.config import Deployment, RunConfig
-from fruits.spark_steps import pipeline_jobs
-from localdev import lake
+from fake_databricks import FakeDatabricks
+
+pytestmark = pytest.mark.dag
 
 REPO = Path(__file__).resolve().parents[1]
-REQUIREMENTS = (REPO / "spark_jobs" / code_bundle.REQUIREMENTS_LOCK).read_text()
 CODE = "s3://fruits-lake/code/abc"
 TOKEN = "dapi-fruits-Secret-Token-5e1f"  # recognisable: must not be written anywhere
 
 
-def config(**variable) -> RunConfig:
-    return RunConfig.build(
-        {"run_date": "2026-11-25", "platform": "databricks"},
-        lake.fruits_config("s3://fruits-lake/models/w.weights.h5", "e" * 64, **variable),
-        Deployment(),
-    )
-
-
 # --- the payload --------------------------------------------------------------------------------
-
-
-def test_the_job_is_a_valid_jobs_api_request_running_the_emr_steps_arguments():
-    run = config(databricks_instance_profile_arn="arn:aws:iam::1:instance-profile/fruits")
-    jobs = pipeline_jobs(run)
-    settings = databricks.job_settings(run, jobs, CODE, REQUIREMENTS, timeout_s=3600)
-
-    check_job_settings(settings)  # every field known to the SDK's JobSettings model
-    (cluster,) = settings["job_clusters"]
-    assert cluster["new_cluster"]["spark_version"].startswith("15.4.")  # Spark 3.5
-    assert cluster["new_cluster"]["aws_attributes"]["instance_profile_arn"].endswith("/fruits")
-    tasks = settings["tasks"]
-    assert [t["task_key"] for t in tasks] == ["featurize", "pca", "classify"]
-    assert [t.get("depends_on") for t in tasks] == [
-        None,
-        [{"task_key": "featurize"}],
-        [{"task_key": "pca"}],
-    ]
-    assert {t["job_cluster_key"] for t in tasks} == {cluster["job_cluster_key"]}
-    for task, job in zip(tasks, jobs, strict=True):
-        step = emr.step(job, CODE)["HadoopJarStep"]["Args"]
-        python_task = task["spark_python_task"]
-        assert python_task["python_file"] == step[step.index("--py-files") + 2]
-        assert python_task["parameters"] == step[step.index("--py-files") + 3 :]
-        libraries = task["libraries"]
-        assert {"whl": f"{CODE}/{code_bundle.LIBRARY_WHEEL}"} in libraries
-        pins = {lib["pypi"]["package"] for lib in libraries if "pypi" in lib}
-        # Only what the runtime lacks (tests/test_databricks_libraries.py).
-        assert pins == set(databricks.library_pins(REQUIREMENTS))
-        assert "ai-edge-litert==2.3.0" in pins and not any(p.startswith("pyspark") for p in pins)
-
-
-def test_a_misspelled_field_is_refused_by_the_check():
-    settings = databricks.job_settings(config(), pipeline_jobs(config()), CODE, REQUIREMENTS, 60)
-    settings["tasks"][0]["job_cluster"] = settings["tasks"][0].pop("job_cluster_key")
-    with pytest.raises(ValueError, match=r"tasks\[0\]\.job_cluster"):
-        check_job_settings(settings)
-
-
-@pytest.mark.parametrize(
-    ("where", "value", "problem"),
-    [
-        (("timeout_seconds",), "sixty", r"timeout_seconds \('sixty' is not int\)"),
-        (("max_concurrent_runs",), True, r"max_concurrent_runs \(True is not int\)"),
-        (
-            ("job_clusters", 0, "new_cluster", "num_workers"),
-            "2.5",
-            r"job_clusters\[0\]\.new_cluster\.num_workers \('2\.5' is not int\)",
-        ),
-        (
-            ("tasks", 1, "spark_python_task", "parameters", 1),
-            3,
-            r"tasks\[1\]\.spark_python_task\.parameters\[1\] \(3 is not str\)",
-        ),
-    ],
-)
-def test_a_value_of_the_wrong_type_is_refused_by_the_check(where, value, problem):
-    wrong = settings()
-    *parents, leaf = where
-    container = wrong
-    for key in parents:
-        container = container[key]
-    container[leaf] = value
-    with pytest.raises(ValueError, match=problem):
-        check_job_settings(wrong)
 
 
 def test_the_stub_refuses_a_request_of_the_wrong_type_with_http_400():
@@ -118,40 +36,6 @@ def test_the_stub_refuses_a_request_of_the_wrong_type_with_http_400():
     assert refused.value.code == 400
     assert "job_id ('one' is not int)" in json.loads(refused.value.read())["message"]
     assert stub.runs == {}
-
-
-def bundle_built_at(when: float, folder: Path, monkeypatch) -> dict[str, bytes]:
-    """The bundle of a copy of spark_jobs/ whose files date from `when`, built with the clock
-    (and SOURCE_DATE_EPOCH) at `when`."""
-    shutil.copytree(REPO / "spark_jobs", folder, ignore=shutil.ignore_patterns("__pycache__"))
-    for path in [folder, *folder.rglob("*")]:
-        os.utime(path, (when, when))
-    localtime, gmtime = time.localtime, time.gmtime
-    with monkeypatch.context() as clock:
-        clock.setattr(time, "time", lambda: when)
-        clock.setattr(time, "time_ns", lambda: int(when * 1e9))
-        clock.setattr(
-            time, "localtime", lambda secs=None: localtime(when if secs is None else secs)
-        )
-        clock.setattr(time, "gmtime", lambda secs=None: gmtime(when if secs is None else secs))
-        clock.setenv("SOURCE_DATE_EPOCH", str(int(when)))
-        return code_bundle.bundle_files(folder)
-
-
-def test_the_bundle_ships_jobio_as_an_installable_reproducible_wheel(tmp_path, monkeypatch):
-    # Built years apart (zip times have a 2 s resolution): the same bytes, so the same hash.
-    files = bundle_built_at(1_700_000_000, tmp_path / "then", monkeypatch)
-    assert bundle_built_at(1_800_000_007, tmp_path / "later", monkeypatch) == files
-    wheel = tmp_path / Path(code_bundle.LIBRARY_WHEEL).name
-    wheel.write_bytes(files[code_bundle.LIBRARY_WHEEL])
-    assert zipfile.ZipFile(wheel).testzip() is None
-    target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target",
-         str(target), str(wheel)],
-        check=True,
-    )  # fmt: skip
-    assert (target / "jobio.py").read_bytes() == (REPO / "spark_jobs" / "jobio.py").read_bytes()
 
 
 # --- whole runs over HTTP -----------------------------------------------------------------------
@@ -184,11 +68,17 @@ def run_dag(pipeline_dag, stub, monkeypatch):
 
 
 def test_a_successful_run_publishes_to_azure(pipeline_dag, cloud, monkeypatch):
+    """Also: Databricks started the run but its reply to run-now was lost. The hook sends
+    run-now again with the same idempotency token, and Databricks answers with the run it
+    started, not a second run and cluster (Jobs API 2.2 run-now: idempotency_token)."""
     endpoints, s3 = cloud
     workspace = Workspace(s3)
-    with FakeDatabricks(TOKEN, workspace) as stub:
+    with FakeDatabricks(TOKEN, workspace, lost_run_now_replies=1) as stub:
         dag_run, states = run_dag(pipeline_dag, stub, monkeypatch)
         assert dag_run.state == "success", states
+        first, retried = stub.run_now_tokens
+        assert first == retried and first
+        assert len(stub.runs) == 1
         assert workspace.ran == ["featurize", "pca", "classify"]
         assert states["databricks.run_on_databricks"] == "success"
         assert states["databricks.release_databricks_run"] == "success"
@@ -207,7 +97,8 @@ def test_a_successful_run_publishes_to_azure(pipeline_dag, cloud, monkeypatch):
         dag_run, states = run_dag(pipeline_dag, stub, monkeypatch)
         assert dag_run.state == "success", states
         assert len(stub.jobs) == 1 and ("POST", "/api/2.2/jobs/reset") in stub.calls
-        assert len(stub.runs) == 2
+        assert len(stub.runs) == 2  # another Airflow run, another token
+        assert len(set(stub.run_now_tokens)) == 2
 
 
 def test_a_failing_task_fails_the_run_with_its_error(
@@ -221,7 +112,8 @@ def test_a_failing_task_fails_the_run_with_its_error(
         assert workspace.ran == ["featurize", "pca"]
         assert states["databricks.run_on_databricks"] == "failed"
         assert states["publish.copy_to_azure"] == "upstream_failed"
-        assert states["databricks.release_databricks_run"] == "success"
+        assert states["databricks.release_databricks_run"] == "success"  # after a failed run-now
+        assert stub.cancelled == []  # the run had ended: nothing to cancel
         (run,) = stub.runs.values()
         assert run.task_states["classify"]["result_state"] == "UPSTREAM_FAILED"
     captured = capfd.readouterr()
@@ -230,46 +122,27 @@ def test_a_failing_task_fails_the_run_with_its_error(
     assert TOKEN not in logged and SECRET_KEY not in logged
 
 
-class TaskInstance:
-    """The XComs as Airflow would hold them: pushed under the provider's own key by the DAG's
-    run-now task; any other task id or key finds nothing, as `xcom_pull` would."""
-
-    def __init__(self, xcoms: dict[tuple[str, str], object]):
-        self.xcoms = xcoms
-
-    def xcom_pull(self, task_ids, key):
-        return self.xcoms.get((task_ids, key))
-
-
-def test_the_teardown_cancels_a_run_airflow_stopped_watching(pipeline_dag, cloud, monkeypatch):
-    from airflow.providers.databricks.operators.databricks import (
-        XCOM_RUN_ID_KEY,
-        DatabricksRunNowOperator,
-    )
-
-    import fruits_pipeline
-
-    (run_now,) = [t for t in pipeline_dag.tasks if isinstance(t, DatabricksRunNowOperator)]
-    assert run_now.do_xcom_push  # the provider pushes the run id only then
+def test_a_timed_out_run_is_cancelled_by_the_teardown(pipeline_dag, cloud, monkeypatch):
+    """run-now stops watching a run that holds on (its execution_timeout): the teardown, which
+    runs after the failed task, cancels the run and its job cluster. Deferrable (the default),
+    the timeout is the trigger's and nothing calls the operator's on_kill (airflow-core
+    jobs/triggerer_job_runner.py; task-sdk execution_time/task_runner.py calls on_kill only for
+    a timeout of the task's own process): modelled here by a no-op on_kill on a task that polls
+    in its process, as dag.test runs a trigger with no timeout."""
+    run_now = pipeline_dag.get_task("databricks.run_on_databricks")
+    monkeypatch.setattr(run_now, "deferrable", False)
+    monkeypatch.setattr(run_now, "execution_timeout", timedelta(seconds=8))
+    monkeypatch.setattr(run_now, "on_kill", lambda: None)
     with FakeDatabricks(TOKEN, Workspace(cloud[1]), hold_running=True) as stub:
-        monkeypatch.setenv("AIRFLOW_CONN_FRUITS_DATABRICKS", stub.connection_json())
-        run_id = stub.run_now(
-            stub.handle("POST", "/api/2.2/jobs/create", {}, settings())[1]["job_id"], None
-        )["run_id"]
-        ti = TaskInstance({(run_now.task_id, XCOM_RUN_ID_KEY): run_id})
-
-        # Called as the DAG calls it: with the arguments its task was given.
-        arguments = pipeline_dag.get_task("databricks.release_databricks_run").op_args
-        release = partial(fruits_pipeline.release_databricks_run.function, *arguments)
-        assert "cancelled" in release(ti=ti)
-        assert stub.cancelled == [run_id]
-        assert "already ended" in release(ti=ti)
-        assert stub.cancelled == [run_id]
-        assert release(ti=TaskInstance({})) == "no run was submitted"
-
-
-def settings() -> dict:
-    return databricks.job_settings(config(), pipeline_jobs(config()), CODE, REQUIREMENTS, 60)
+        dag_run, states = run_dag(pipeline_dag, stub, monkeypatch)
+        assert dag_run.state == "failed", states
+        assert states["databricks.run_on_databricks"] == "failed"
+        assert states["databricks.release_databricks_run"] == "success"
+        (run,) = stub.runs.values()
+        assert stub.cancelled == [run.run_id]  # by the teardown: nothing else cancels
+        assert (run.life_cycle_state, run.result_state) == ("TERMINATED", "CANCELED")
+        release = dag_run.get_task_instance("databricks.release_databricks_run")
+        assert f"run {run.run_id} was RUNNING: cancelled" in str(release.xcom_pull())
 
 
 def test_a_missing_databricks_connection_fails_before_anything_is_created(

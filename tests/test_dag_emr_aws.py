@@ -27,7 +27,7 @@ from fruits import iam
 from localdev import lake
 from localdev.emulators import REGION
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.dag
 ACCOUNT_ID = "123456789012"  # moto's
 ALLOW_ALL = {
     "Version": "2012-10-17",

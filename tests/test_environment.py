@@ -1,29 +1,32 @@
 """The local environment is the one the jobs are written for."""
 
 import sys
-from importlib.metadata import PackageNotFoundError, version
 
 import pytest
 
-
-def test_pyspark_client_is_not_installed_over_pyspark():
-    # apache-airflow-providers-apache-spark pulls pyspark-client, which rewrites pyspark's
-    # Python files with another version's and breaks every UDF.
-    with pytest.raises(PackageNotFoundError):
-        version("pyspark-client")
-    import pyspark
-
-    assert pyspark.__version__ == version("pyspark")
+pytestmark = pytest.mark.spark
 
 
-@pytest.mark.spark
 def test_a_pandas_udf_runs_in_a_python_worker(spark):
+    """The UDF runs in another process, a Python worker, with the driver's Python and pyarrow
+    (Arrow batches cross between them) and the jobs' modules on its path."""
+    import json
+    import os
+    from importlib.util import find_spec
+
     import pandas as pd
+    import pyarrow
     from pyspark.sql.functions import pandas_udf
 
     @pandas_udf("string")
-    def worker_python(values: pd.Series) -> pd.Series:
-        return values.map(lambda _: sys.executable)
+    def worker(values: pd.Series) -> pd.Series:
+        import pyarrow as worker_pyarrow
 
-    (row,) = spark.range(1).select(worker_python("id").alias("python")).collect()
-    assert row["python"] == sys.executable
+        facts = [os.getpid(), sys.prefix, sys.version, worker_pyarrow.__version__]
+        return values.map(lambda _: json.dumps([*facts, find_spec("featurize").origin]))
+
+    (row,) = spark.range(1).select(worker("id").alias("facts")).collect()
+    pid, prefix, python, arrow, featurize = json.loads(row["facts"])
+    assert pid != os.getpid()
+    assert (prefix, python, arrow) == (sys.prefix, sys.version, pyarrow.__version__)
+    assert featurize == find_spec("featurize").origin

@@ -1,5 +1,6 @@
-"""The job's own bookkeeping: which names are images, which Spark hides, how a path survives the
-trip through Spark's loader, and the check that every listed image is accounted for."""
+"""The job's own bookkeeping: which names are images, which Spark hides, how a path is made
+literal, and the check that every listed image is accounted for (its Spark side:
+test_featurize_paths_in_spark.py)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,10 @@ from featurize import (
     hidden_from_spark,
     is_image_name,
     literal_path,
-    path_from_uri,
-    read_paths,
-    unglobbable,
     unread_reason,
 )
+
+pytestmark = pytest.mark.unit
 
 # Names a phone app, a camera or a person can give an S3 object (any UTF-8).
 ODD_NAMES = [
@@ -133,50 +133,6 @@ def test_a_listed_image_the_driver_cannot_open_gets_hadoops_reason():
     )
 
 
-@pytest.mark.spark
-@pytest.mark.parametrize("name", ODD_NAMES)
-def test_a_uri_of_spark_becomes_the_path_hadoop_shows(spark, name):
-    """Hadoop itself is the reference: Path(string).toUri() and back."""
-    jvm = spark.sparkContext._jvm
-    for shown in (f"file:/in/Kiwi/{name}", f"s3://lake/in/Kiwi/{name}"):
-        uri = jvm.org.apache.hadoop.fs.Path(shown).toUri().toString()
-        assert path_from_uri(uri) == shown
-
-
-@pytest.mark.spark
-def test_spark_reads_a_literal_path_as_exactly_that_file(spark, tmp_path):
-    folder = tmp_path / "_hidden folder"
-    folder.mkdir()
-    for number, name in enumerate(ODD_NAMES):
-        (folder / name).write_bytes(bytes([number]) * (number + 1))
-    paths = [f"file:{folder / name}" for name in ODD_NAMES]
-    frame, failed = read_paths(spark, paths)
-    assert failed == {}
-    rows = {row["path"]: row["content"] for row in frame.collect()}
-    assert rows == {path: bytes([n]) * (n + 1) for n, path in enumerate(paths)}
-
-
 def test_literal_paths():
     assert literal_path("s3://l/a[1]{x}*?\\.jpg") == "s3://l/a\\[1\\]\\{x\\}\\*\\?\\\\.jpg"
     assert literal_path("file:/in/12:00.jpg") == "file:/in/12:00.jpg"
-
-
-@pytest.mark.spark
-def test_a_path_spark_must_glob_cannot_hold_a_colon(spark, tmp_path):
-    """Why UNGLOBBABLE_ERROR exists: Hadoop's globber fails on it, escaped or not."""
-    (tmp_path / "12:00 st*r.jpg").write_bytes(b"x")
-    path = f"file:{tmp_path / '12:00 st*r.jpg'}"
-    assert unglobbable(path)
-    assert not unglobbable(f"file:{tmp_path / '12:00 star.jpg'}")
-    assert not unglobbable("s3://lake/in/st*r.jpg")
-    with pytest.raises(Exception, match="Relative path in absolute URI"):
-        spark.read.format("binaryFile").load(literal_path(path)).collect()
-
-
-@pytest.mark.spark
-def test_a_path_spark_refuses_is_reported_and_the_others_read(spark, tmp_path):
-    (tmp_path / "a.jpg").write_bytes(b"a")
-    good, gone = f"file:{tmp_path / 'a.jpg'}", f"file:{tmp_path / 'gone.jpg'}"
-    frame, failed = read_paths(spark, [good, gone])
-    assert [row["path"] for row in frame.select("path").collect()] == [good]
-    assert list(failed) == [gone] and "cannot be read through Spark" in failed[gone]

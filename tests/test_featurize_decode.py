@@ -19,6 +19,8 @@ from featurize import (
     split_errors,
 )
 
+pytestmark = pytest.mark.unit
+
 SIZE = 32
 
 

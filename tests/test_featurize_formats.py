@@ -19,6 +19,8 @@ from decoding import (
     prepare_decoding,
 )
 
+pytestmark = pytest.mark.unit
+
 SIZE = 32
 HEIC_HEADER = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"  # an iPhone photo's first box
 
@@ -156,17 +158,54 @@ def test_garbled_exif_is_ignored_not_fatal():
     rng = np.random.default_rng(3)
     data[start + 8 : start + 200] = rng.integers(0, 256, 192, dtype=np.uint8).tobytes()
     decoded = decode_image(bytes(data), SIZE)
-    assert decoded.shape == (SIZE, SIZE, 3)
+    # The orientation is unreadable: the picture as stored, the very pixels of the same JPEG
+    # without EXIF (the compressed picture is the same bytes).
+    np.testing.assert_array_equal(
+        decoded, decode_image(encode(quadrants(), "JPEG", quality=95), SIZE)
+    )
+
+
+COLOURS = np.array([(220, 30, 30), (30, 200, 30), (30, 30, 230), (240, 220, 20)], np.float64)
+LUMA = COLOURS @ [0.299, 0.587, 0.114]  # ITU-R 601-2, what a greyscale conversion keeps
+
+
+def quadrant_means(decoded: np.ndarray) -> np.ndarray:
+    """The mean colour (0-255) inside each quadrant of a decoded quadrants() picture, away from
+    the edges a resize blends."""
+    pixels = (decoded.astype(np.float64) + 1.0) * 127.5
+    half, m = SIZE // 2, 3
+    boxes = [(0, 0), (0, half), (half, 0), (half, half)]  # (row, column): as COLOURS
+    return np.array(
+        [pixels[r + m : r + half - m, c + m : c + half - m].mean((0, 1)) for r, c in boxes]
+    )
+
+
+def wide_grey(mode: str) -> Image.Image:
+    """quadrants() as 32-bit greyscale with values far above 255, as a scientific camera or a
+    depth map writes them: a clipping conversion would make it all white."""
+    luma = np.asarray(quadrants().convert("F"), np.float64) * 1000
+    return Image.fromarray(luma.astype(np.float32 if mode == "F" else np.int32), mode)
+
+
+GREY_RESCALED = np.repeat(LUMA[:, None] / LUMA.max() * 255, 3, 1)  # rescaled to the brightest
+GREY = np.repeat(LUMA[:, None], 3, 1)
 
 
 @pytest.mark.parametrize(
-    ("mode", "fmt"), [("1", "PNG"), ("LA", "PNG"), ("LAB", "TIFF"), ("F", "TIFF"), ("I", "TIFF")]
+    ("mode", "fmt", "expected", "tolerance"),
+    [
+        ("LA", "PNG", GREY, 1.5),  # opaque: the grey itself, nothing of the white background
+        ("LAB", "TIFF", COLOURS, 10),  # CIELAB back to sRGB (Pillow's round trip: within 9)
+        ("F", "TIFF", GREY_RESCALED, 1.5),
+        ("I", "TIFF", GREY_RESCALED, 1.5),
+        ("1", "PNG", GREY, 40),  # dithered black and white: each area's share of white
+    ],
 )
-def test_rarer_modes_become_rgb(mode, fmt):
-    decoded = decode_image(encode(quadrants().convert(mode), fmt), SIZE)
+def test_rarer_modes_become_rgb(mode, fmt, expected, tolerance):
+    image = wide_grey(mode) if mode in ("F", "I") else quadrants().convert(mode)
+    decoded = decode_image(encode(image, fmt), SIZE)
     assert decoded.shape == (SIZE, SIZE, 3)
-    assert decoded.min() >= -1.0 and decoded.max() <= 1.0
-    assert decoded.std() > 0.05  # the quadrants are still told apart, not clipped to one value
+    np.testing.assert_allclose(quadrant_means(decoded), expected, atol=tolerance)
 
 
 def test_a_48_bit_png_keeps_its_colours():

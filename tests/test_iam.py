@@ -15,6 +15,8 @@ from fruits import emr, iam
 from fruits.config import ConfigError
 from fruits.spark_steps import pipeline_jobs
 
+pytestmark = pytest.mark.unit
+
 EXAMPLE = json.loads((iam.IAM_DIR / "example-fruits_config.json").read_text())
 # Every prefix moved, another region and tag: what the policies must follow.
 MOVED = {

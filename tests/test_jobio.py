@@ -23,24 +23,6 @@ def test_bytes_and_json_round_trip_through_hadoop_fs(spark, tmp_path):
     assert not jobio.exists(spark, uri)
 
 
-def test_qualify_and_join():
-    assert jobio.qualify("s3://bucket/x") == "s3://bucket/x"
-    assert jobio.qualify("/tmp/x").startswith("file:///tmp/x")
-    assert jobio.join("s3://b/runs/", "/features/", "_manifest.json") == (
-        "s3://b/runs/features/_manifest.json"
-    )
-
-
-def test_qualify_keeps_every_scheme():
-    for uri in (
-        "dbfs:/mnt/lake/in",
-        "s3a://b/k",
-        "file:/tmp/x",
-        "abfss://c@a.dfs.core.windows.net/x",
-    ):
-        assert jobio.qualify(uri) == uri
-
-
 def make_listing_corpus(root: Path) -> dict[str, str | None]:
     """Files, a broken and a working symbolic link, a pipe, hidden names and folders: what
     each listing must find (path -> the problem the local listing already knows)."""

@@ -15,33 +15,6 @@ import splits
 pytestmark = pytest.mark.spark
 
 
-def test_k_is_the_fewest_components_reaching_the_target():
-    cumulative = [0.5, 0.8, 0.95, 0.99, 1.0]
-    assert pca.choose_k(cumulative, 0.95) == 3
-    assert pca.choose_k(cumulative, 0.5) == 1
-    assert pca.choose_k(cumulative, 0.96) == 4
-    assert pca.choose_k(cumulative, 1.0) == 5
-    assert pca.choose_k([0.3, 0.9499999999999], 0.95) == 2  # float noise at the threshold
-
-
-@pytest.mark.parametrize(("k", "message"), [(1281, "feature size"), (101, "Training rows")])
-def test_a_k_too_large_is_refused(k, message):
-    with pytest.raises(SystemExit, match=message):
-        pca.check_k(k, feature_size=1280, rows=100)
-
-
-@pytest.mark.parametrize(
-    "argv", [["--variance", "0"], ["--variance", "1.2"], ["--k", "0"], ["--until", "25/11/2026"]]
-)
-def test_bad_arguments_are_refused(argv, capsys):
-    with pytest.raises(SystemExit):
-        pca.parse_args(
-            ["--features", "x", "--until", "2026-11-25", "--output", "y", "--vectors", "v", *argv]
-        )
-    error = capsys.readouterr().err
-    assert "must be" in error or "is not a date" in error
-
-
 NIGHTS = ("2026-11-01", "2026-11-02", "2026-11-03")
 SCHEMA = "path string, label string, split string, features array<float>"
 
@@ -182,17 +155,29 @@ def test_the_fit_is_numpys_pca_of_the_training_rows_of_every_night_up_to_the_dat
     assert again["explained_variance"] == pytest.approx(report["explained_variance"], rel=1e-9)
 
 
-def test_a_night_reusing_kept_statistics_gives_the_bytes_of_a_full_recompute(spark, tmp_path):
-    """Night 3 with the statistics nights 1-2 left equals night 3 computed from scratch, byte
-    for byte: the merge is exact and in a fixed order."""
+def summarised_nights(capsys) -> list[str]:
+    """The nights whose Training rows a PCA run read and summarised (its own log lines)."""
+    lines = capsys.readouterr().out.splitlines()
+    return [line.split()[2].rstrip(":") for line in lines if line.endswith("rows summarised")]
+
+
+def test_a_night_reusing_kept_statistics_gives_the_bytes_of_a_full_recompute(
+    spark, tmp_path, capsys
+):
+    """Night 3 with the statistics nights 1-2 left reads only its own rows, and equals night 3
+    computed from scratch, byte for byte: the merge is exact and in a fixed order."""
     root, moments = tmp_path / "features", tmp_path / "moments"
     for seed, night in enumerate(NIGHTS):
         write_night(spark, root, night, synthetic_rows(night, seed=seed))
     for night in NIGHTS[:2]:  # the earlier nights ran before, each keeping its statistics
         run_pca(root, tmp_path / f"pca-{night}", night, "--moments", str(moments))
     kept = {p: p.read_bytes() for p in moments.rglob("*.npz")}
+    assert len(kept) == 2
+    capsys.readouterr()
     incremental = run_pca(root, tmp_path / "incremental", NIGHTS[2], "--moments", str(moments))
+    assert summarised_nights(capsys) == [NIGHTS[2]]  # nights 1-2: their kept statistics
     full = run_pca(root, tmp_path / "full", NIGHTS[2])  # no kept statistics at all
+    assert summarised_nights(capsys) == list(NIGHTS)
 
     assert {p: p.read_bytes() for p in moments.rglob("*.npz") if p in kept} == kept  # reused
     where = ("vectors",)  # each run's own output folder
@@ -203,20 +188,6 @@ def test_a_night_reusing_kept_statistics_gives_the_bytes_of_a_full_recompute(spa
     assert read_rows(tmp_path / "incremental" / partition).equals(
         read_rows(tmp_path / "full" / partition)
     )
-
-
-def test_moments_merge_exactly():
-    rows = np.random.default_rng(3).normal(2, 3, (500, 7))
-    parts = [pca.Moments.of(rows[:100]), pca.Moments.of(rows[100:101]), pca.Moments.of(rows[101:])]
-    merged = parts[0].merge(pca.Moments.empty(7)).merge(parts[1]).merge(parts[2])
-    whole = pca.Moments.of(rows)
-    assert merged.n == 500
-    np.testing.assert_allclose(merged.mean, whole.mean, rtol=1e-12)
-    np.testing.assert_allclose(merged.m2, whole.m2, rtol=1e-10)
-    np.testing.assert_allclose(merged.covariance(), np.cov(rows, rowvar=False), rtol=1e-10)
-    again = pca.Moments.from_bytes(merged.to_bytes())
-    assert again.n == 500 and np.array_equal(again.m2, merged.m2)
-    assert merged.to_bytes() == again.to_bytes()  # same moments, same bytes
 
 
 def test_standardize_gives_the_pca_of_the_correlation_matrix(spark, tmp_path):

@@ -7,8 +7,11 @@ import time
 from contextlib import suppress
 
 import psutil
+import pytest
 
 from airflow_services import stop_all
+
+pytestmark = pytest.mark.e2e
 
 # A parent (like standalone) with a child that ignores SIGTERM, and a grandchild orphaned when
 # its own parent exits (as a task's spark-submit JVM is when the task process dies first).

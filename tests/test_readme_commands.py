@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 DOCS = "\n".join(page.read_text() for page in PAGES)
@@ -216,7 +218,6 @@ def test_featurize_synopsis_flags_parse():
         featurize.parse_args(words)
 
 
-@pytest.mark.spark
 def test_make_featurize_runs_as_written(tmp_path, sample_dir):
     (command,) = matching(r"make featurize .*")
     home = tmp_path / "home"  # `~/photos/fruits` of the README: a few real photos
