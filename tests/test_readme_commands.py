@@ -78,6 +78,12 @@ ELSEWHERE = {
     r"make grid-screenshot": "needs Chromium and playwright, not in CI; test_dag_structure.py "
     "pins the shape the picture shows",
     r"spark-submit --deploy-mode client .*": "the EMR step; tests/test_dag_emr_*.py check steps",
+    r"make test-(unit|dag|spark|e2e|services)": "one tier of the suite: make test runs them all",
+    r"\.venv/bin/python -c \"import numpy as np, pyarrow\.parquet as pq; .*": "needs a night's "
+    "basis.npz and features partition; test_project_puts_a_range_of_nights_in_one_nights_basis "
+    "checks the same formula",
+    r"spark-submit --py-files s3://\S+ s3://\S+/project\.py .*": "an EMR step (needs an "
+    "account); test_project_puts_a_range_of_nights_in_one_nights_basis runs project.py",
     r"make lock( ARGS=--upgrade)?": "re-resolves the lock from PyPI; "
     "tests/test_cluster_requirements.py checks the committed lock",
     r"make wheelhouse( BUCKET=\S+ CODE_PREFIX=\S+)?": "needs an AWS account (uploads ~424 MB); "
