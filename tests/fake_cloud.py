@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 import urllib.request
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -153,7 +154,9 @@ def published(endpoints, run_date: str = "2026-11-25") -> tuple[dict, set[str]]:
 
 class FakeEmr(threading.Thread):
     """Plays the cluster: completes each step moto holds, writing its outputs. The failing step
-    leaves a crashed job's debris in its output folder and FAILS; the hanging one never ends."""
+    leaves a crashed job's debris in its output folder and FAILS; the hanging one never ends by
+    itself: under coreutils `timeout` (fruits.emr.step) it FAILS when its time is up, as on a
+    real cluster (command-runner.jar's command exits 124), else it runs until the cluster ends."""
 
     def __init__(self, s3, failing_step: str | None = None, hanging_step: str | None = None):
         super().__init__(daemon=True)
@@ -162,6 +165,7 @@ class FakeEmr(threading.Thread):
         self.ran: list[str] = []
         self.failures: list[dict[str, str]] = []  # the FailureDetails of each failed step
         self.error: BaseException | None = None
+        self.started: dict[str, float] = {}  # step id -> when the hanging step began
 
     def run(self) -> None:
         try:
@@ -170,10 +174,27 @@ class FakeEmr(threading.Thread):
                     if cluster.state.startswith("TERMINAT"):
                         continue
                     for step in cluster.steps:
-                        if step.state in ("PENDING", "RUNNING") and step.name != self.hanging_step:
+                        if step.state not in ("PENDING", "RUNNING"):
+                            continue
+                        if step.name != self.hanging_step:
                             self.play(cluster, step)
+                        elif self.out_of_time(step):
+                            self.end_by_timeout(cluster, step)
         except BaseException as error:  # surfaced by run_dag: a dead driver must fail the test
             self.error = error
+
+    def out_of_time(self, step) -> bool:
+        limit = time_limit(step.args)
+        began = self.started.setdefault(step.id, time.monotonic())
+        return limit is not None and time.monotonic() - began >= limit
+
+    def end_by_timeout(self, cluster, step) -> None:
+        step.failure_details = {
+            **failure_details(cluster, step),
+            "Message": "Command exited with status 124",  # coreutils timeout's own status
+        }
+        self.failures.append(step.failure_details)
+        step.state = "FAILED"
 
     def play(self, cluster, step) -> None:
         self.ran.append(step.name)
@@ -187,6 +208,18 @@ class FakeEmr(threading.Thread):
             return
         write_outputs(self.s3, step.name, step.args)
         step.state = "COMPLETED"
+
+
+def time_limit(command: list[str]) -> float | None:
+    """Seconds after which `timeout [OPTION]... DURATION COMMAND...` ends COMMAND (GNU
+    coreutils; DURATION a number with an optional s/m/h/d suffix); None for another command."""
+    if not command or command[0] != "timeout":
+        return None
+    duration = next(arg for arg in command[1:] if not arg.startswith("-"))
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if duration[-1] in units:
+        return float(duration[:-1]) * units[duration[-1]]
+    return float(duration)
 
 
 def failure_details(cluster, step) -> dict[str, str]:
