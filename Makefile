@@ -19,7 +19,7 @@ INPUT ?= ../shared/data/fruits360-sample
 OUTPUT ?= .local-runs/features
 WEIGHTS ?= ../shared/models/mobilenet_v2_1.0_pretrained_no_top.weights.h5
 
-.PHONY: venv lint test run featurize bench bench-latency grid-screenshot clean
+.PHONY: venv lint test run featurize bench bench-latency grid-screenshot smoke-aws clean
 
 $(STAMP): requirements.txt spark_jobs/requirements.txt package.json package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,12 @@ grid-screenshot: venv
 bench-latency: venv
 	command -v fusermount3 >/dev/null || apt-get install -y fuse3
 	$(BIN)/python -m benchmarks.latency $(ARGS)
+
+# One tiny night (10 photos, one core node) on platform emr with your own accounts: AWS from the
+# default credential chain, Azure from AZURE_STORAGE_CONNECTION_STRING; CONFIG is your
+# fruits_config JSON. Says what it checked and what it cost; always cleans up.
+smoke-aws: venv
+	$(BIN)/python -m localdev.smoke_aws --config $(CONFIG)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .local-runs

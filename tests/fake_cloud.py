@@ -52,9 +52,10 @@ def expected_export() -> set[str]:
     return {n.replace("featurize/", "features/") for n in names} | {"quarantine/part-0.parquet"}
 
 
-def write_outputs(s3, job: str, arguments: list[str]) -> None:
+def write_outputs(s3, job: str, arguments: list[str], markers: dict | None = None) -> None:
     """What the job leaves under each output: its files, and nothing a crashed run left there
-    (the jobs write in overwrite mode)."""
+    (the jobs write in overwrite mode). `markers` replaces some of MARKERS."""
+    markers = {**MARKERS, **(markers or {})}
     flags = dict(zip(arguments, arguments[1:], strict=False))  # each flag -> the value after it
     for flag in ("--output", "--quarantine"):
         if flag in flags:
@@ -62,7 +63,7 @@ def write_outputs(s3, job: str, arguments: list[str]) -> None:
             for old in s3.list_objects_v2(Bucket=bucket, Prefix=key + "/").get("Contents", []):
                 s3.delete_object(Bucket=bucket, Key=old["Key"])
             for name in OUTPUT_FILES[job] if flag == "--output" else ["part-0.parquet"]:
-                body = json.dumps(MARKERS.get(name, {"job": job, "file": name})).encode()
+                body = json.dumps(markers.get(name, {"job": job, "file": name})).encode()
                 s3.put_object(Bucket=bucket, Key=f"{key}/{name}", Body=body)
 
 
@@ -158,14 +159,23 @@ class FakeEmr(threading.Thread):
     itself: under coreutils `timeout` (fruits.emr.step) it FAILS when its time is up, as on a
     real cluster (command-runner.jar's command exits 124), else it runs until the cluster ends."""
 
-    def __init__(self, s3, failing_step: str | None = None, hanging_step: str | None = None):
+    def __init__(
+        self,
+        s3,
+        failing_step: str | None = None,
+        hanging_step: str | None = None,
+        step_seconds: float = 0,
+        markers: dict | None = None,
+    ):
         super().__init__(daemon=True)
         self.s3, self.failing_step, self.hanging_step = s3, failing_step, hanging_step
+        self.step_seconds = step_seconds  # how long each step runs before it ends
+        self.markers = markers  # what the jobs' completion markers say, if not MARKERS
         self.stop = threading.Event()
         self.ran: list[str] = []
         self.failures: list[dict[str, str]] = []  # the FailureDetails of each failed step
         self.error: BaseException | None = None
-        self.started: dict[str, float] = {}  # step id -> when the hanging step began
+        self.started: dict[str, float] = {}  # step id -> when the step was first seen
 
     def run(self) -> None:
         try:
@@ -176,17 +186,20 @@ class FakeEmr(threading.Thread):
                     for step in cluster.steps:
                         if step.state not in ("PENDING", "RUNNING"):
                             continue
+                        ran_s = time.monotonic() - self.started.setdefault(
+                            step.id, time.monotonic()
+                        )
                         if step.name != self.hanging_step:
-                            self.play(cluster, step)
-                        elif self.out_of_time(step):
+                            if ran_s >= self.step_seconds:
+                                self.play(cluster, step)
+                        elif self.out_of_time(step, ran_s):
                             self.end_by_timeout(cluster, step)
         except BaseException as error:  # surfaced by run_dag: a dead driver must fail the test
             self.error = error
 
-    def out_of_time(self, step) -> bool:
+    def out_of_time(self, step, ran_s: float) -> bool:
         limit = time_limit(step.args)
-        began = self.started.setdefault(step.id, time.monotonic())
-        return limit is not None and time.monotonic() - began >= limit
+        return limit is not None and ran_s >= limit
 
     def end_by_timeout(self, cluster, step) -> None:
         step.failure_details = {
@@ -206,7 +219,7 @@ class FakeEmr(threading.Thread):
             self.failures.append(step.failure_details)
             step.state = "FAILED"
             return
-        write_outputs(self.s3, step.name, step.args)
+        write_outputs(self.s3, step.name, step.args, self.markers)
         step.state = "COMPLETED"
 
 
