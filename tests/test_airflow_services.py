@@ -196,7 +196,7 @@ def assert_nothing_to_do(airflow: AirflowServices, cloud: dict, run: Run, night:
     assert latest_published(cloud["container"], "fruits", night) is None
 
 
-FIRST_TASKS = ("resolve_config", "find_new_photos")
+FIRST_TASKS = ("wait_for_earlier_nights", "resolve_config", "find_new_photos")
 
 
 def test_the_nightly_schedule_processes_the_day_that_just_ended(airflow, cloud, night):

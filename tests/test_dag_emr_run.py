@@ -124,7 +124,7 @@ def test_a_night_without_photos_succeeds_and_starts_or_publishes_nothing(pipelin
     assert blobs(endpoints) == before_blobs  # nothing published, no LATEST.json for the date
 
 
-FIRST = ("resolve_config", "find_new_photos")
+FIRST = ("wait_for_earlier_nights", "resolve_config", "find_new_photos")
 
 
 def new_clusters(endpoints, before: set[str]) -> list[str]:
