@@ -140,6 +140,10 @@ class AirflowServices:
                 with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
                     text = response.read().decode()
                 return json.loads(text) if text else None
+            except TimeoutError:  # an overloaded machine: a read may be asked again
+                if method != "GET" or attempt + 1 == SQLITE_LOCK_TRIES:
+                    raise
+                continue
             except urllib.error.HTTPError as error:
                 detail = error.read().decode()[:2000]
                 busy = "locked" in detail or (error.code == 500 and "Database error" in detail)

@@ -100,7 +100,8 @@ def airflow(cloud):
         "FRUITS_POLL_INTERVAL_S": "3",
         "PYTHONPATH": f"{REPO / 'plugins'}:{REPO}",
     }
-    with airflow_standalone(workdir / "airflow-home", env, DAG_ID) as services:
+    # Under a loaded machine (CI runners, parallel jobs) the components take minutes to start.
+    with airflow_standalone(workdir / "airflow-home", env, DAG_ID, timeout=600) as services:
         yield services
     assert services.leftovers == [], f"processes left running: {services.leftovers}"
     assert all(port_is_free(port) for port in services.ports), services.ports
