@@ -282,10 +282,12 @@ def test_the_harness_reads_task_logs_and_sets_variables(airflow, night):
 
 
 @pytest.fixture(scope="module")
-def emr_night(airflow, cloud, backfill) -> tuple[Run, FakeEmr]:
-    """One night on platform emr, last (its outputs are the fake cluster's): FakeEmr keeps each
+def emr_night(airflow, cloud) -> tuple[Run, FakeEmr]:
+    """One night on platform emr, the module's last test (its outputs are the fake cluster's,
+    which no later local night may read): FakeEmr keeps each
     step RUNNING a few seconds, so its watcher finds it running, defers, and the triggerer sees
     it complete."""
+    airflow.unpause()  # as the module's first test left it (this test may run alone)
     fake_emr = FakeEmr(cloud["s3"], step_seconds=8)
     fake_emr.start()
     try:
