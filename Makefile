@@ -23,7 +23,8 @@ OUTPUT ?= .local-runs/features
 WEIGHTS ?= ../shared/models/mobilenet_v2_1.0_pretrained_no_top.weights.h5
 
 TIER_TESTS := test-unit test-dag test-spark test-e2e test-services
-.PHONY: venv lint test fuse $(TIER_TESTS) run featurize bench bench-latency grid-screenshot lock wheelhouse clean
+.PHONY: venv lint test fuse $(TIER_TESTS) run featurize bench bench-latency grid-screenshot lock \
+	wheelhouse smoke-aws clean
 
 $(STAMP): $(REQUIREMENTS) package.json package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -95,6 +96,12 @@ lock: venv
 CODE_PREFIX ?= code
 wheelhouse: venv
 	$(BIN)/python -m fruits.wheelhouse upload --bucket $(BUCKET) --code-prefix $(CODE_PREFIX)
+
+# One tiny night (10 photos, one core node) on platform emr with your own accounts: AWS from the
+# default credential chain, Azure from AZURE_STORAGE_CONNECTION_STRING; CONFIG is your
+# fruits_config JSON. Says what it checked and what it cost; always cleans up.
+smoke-aws: venv
+	$(BIN)/python -m localdev.smoke_aws --config $(CONFIG)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .local-runs .wheelhouse

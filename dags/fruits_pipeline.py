@@ -6,6 +6,8 @@ lake's partition `features/ingest_date=D/`, refits PCA from every night's kept s
 D and projects the night's photos into `vectors/ingest_date=D/`, refits the classifier, and
 publishes the night's partitions, models and reports to Azure Blob Storage.
 
+0. **wait_for_earlier_nights**: the run waits until the run before it (by logical date) has
+   finished: a backfill runs several nights at once, and night D+1 refits over night D.
 1. **resolve_config**: run form + Variable `fruits_config` + deployment, validated: a bad setting
    fails here, once, before any cluster exists, with a message naming it.
    **find_new_photos**: no photo under `landing/D/`: the run succeeds here and says so; nothing
@@ -60,6 +62,7 @@ from airflow.sdk import (
     BaseHook,
     CronDataIntervalTimetable,
     Param,
+    PokeReturnValue,
     TaskGroup,
     TriggerRule,
     Variable,
@@ -94,9 +97,10 @@ SPARK_JOBS_DIR = DEPLOYMENT.spark_jobs_folder(  # versioned with the DAG
 # it, so each night's event says where its outputs are (downstream DAGs read the event's extra).
 PUBLISHED_IN_AZURE = Asset(name="fruits_features_azure")
 WRITTEN_IN_S3 = Asset(name="fruits_features_s3")
-# What waits for Spark (a step's watcher, a local job, the Databricks run of the three jobs) ends
-# this long after the jobs' own timeout; every other task within FRUITS_TASK_TIMEOUT_S.
-STEP_TIMEOUT, MARGIN = timedelta(seconds=DEPLOYMENT.step_timeout_s), timedelta(minutes=10)
+# A Spark job ends itself after FRUITS_STEP_TIMEOUT_S; what waits for one (a step's watcher, a
+# local job) gives up FRUITS_STEP_GRACE_S later; every other task within FRUITS_TASK_TIMEOUT_S;
+# the run's timeout is above them all (fruits.config.Deployment checks it).
+SPARK_WAIT = timedelta(seconds=DEPLOYMENT.spark_wait_s)
 
 
 def report_failure(context) -> None:
@@ -175,6 +179,7 @@ def report_failure(context) -> None:
 )
 def fruits_pipeline():
     plan = resolve_config()
+    wait_for_earlier_nights() >> plan["config"]
     photos = find_new_photos(plan["config"])  # none: the night succeeds here, nothing published
     with TaskGroup("setup", tooltip="the code, the weights, the jobs; the night cleared") as setup:
         code_uri = upload_spark_jobs(plan["config"])
@@ -217,10 +222,10 @@ def on_emr(plan, jobs, code_uri) -> TaskGroup:
                 job_flow_id=create_cluster.output,
                 step_id=f"{{{{ ti.xcom_pull(task_ids='{add_step.task_id}')[0] }}}}",  # one step
                 poke_interval=DEPLOYMENT.poll_interval_s,
-                max_attempts=DEPLOYMENT.step_timeout_s // DEPLOYMENT.poll_interval_s,
-                timeout=DEPLOYMENT.step_timeout_s,
+                max_attempts=DEPLOYMENT.spark_wait_s // DEPLOYMENT.poll_interval_s,
+                timeout=DEPLOYMENT.spark_wait_s,
                 deferrable=DEPLOYMENT.deferrable,
-                execution_timeout=STEP_TIMEOUT + MARGIN,
+                execution_timeout=SPARK_WAIT,
                 # Throttling or a 5xx that outlasts botocore's attempts: poll the same step
                 # again. A failed step is final (re-run the date instead).
                 retry_policy=RETRY_TRANSIENT_AWS_ERRORS,
@@ -267,7 +272,7 @@ def on_databricks(plan, jobs, code_uri) -> TaskGroup:
             databricks_conn_id=DEPLOYMENT.databricks_conn_id,
             polling_period_seconds=DEPLOYMENT.poll_interval_s,
             deferrable=DEPLOYMENT.deferrable,
-            execution_timeout=STEP_TIMEOUT * len(JOB_ORDER) + MARGIN,  # the job's timeout_seconds
+            execution_timeout=SPARK_WAIT * len(JOB_ORDER),  # the job's timeout_seconds, and more
             retries=0,  # a failed job run is final, like a failed EMR step; re-run the date
         )
         release = release_databricks_run(run_job.task_id).as_teardown(setups=define_job)
@@ -293,6 +298,29 @@ def publish(plan) -> TaskGroup:
         ).expand_kwargs(copies)  # one copy per folder of the night's outputs
         chain(copy_to_azure, verify_and_publish(plan["config"]))
     return group
+
+
+@task.sensor(
+    mode="reschedule",  # holds no worker slot while it waits
+    poke_interval=DEPLOYMENT.poll_interval_s,
+    timeout=DEPLOYMENT.run_timeout_s,
+)
+def wait_for_earlier_nights(ti=None) -> PokeReturnValue:
+    """Nights run one after the other, in date order: night D+1 refits PCA and the classifier
+    over night D's features. The DAG's max_active_runs=1 does not cap a backfill, which runs up
+    to its own max_active_runs (10 by default over the REST API) at once: so each run waits
+    here until the run before it by logical date has finished (failed counts: that night is
+    re-run by itself). A run without a logical date has none before it."""
+    previous = ti.get_previous_dagrun()
+    if previous is None or previous.state in FINISHED_RUN_STATES:
+        return PokeReturnValue(is_done=True, xcom_value=previous.run_id if previous else None)
+    log.info(
+        "Waiting for the night before, run %s (%s), to finish", previous.run_id, previous.state
+    )
+    return PokeReturnValue(is_done=False)
+
+
+FINISHED_RUN_STATES = ("success", "failed")
 
 
 @task(multiple_outputs=True)
@@ -396,7 +424,10 @@ def emr_job_flow(config: dict, code_uri: str, run_id=None) -> dict:
 
 @task(multiple_outputs=True)
 def emr_steps(jobs: dict, code_uri: str) -> dict:
-    return {name: [emr.step(SparkJob.from_dict(jobs[name]), code_uri)] for name in JOB_ORDER}
+    return {
+        name: [emr.step(SparkJob.from_dict(jobs[name]), code_uri, DEPLOYMENT.step_timeout_s)]
+        for name in JOB_ORDER
+    }
 
 
 @task(multiple_outputs=True)
@@ -425,7 +456,7 @@ def release_databricks_run(run_task_id: str, ti=None) -> str:
     return f"run {run_id} was {state.life_cycle_state}: cancelled"
 
 
-@task(execution_timeout=STEP_TIMEOUT + MARGIN)
+@task(execution_timeout=SPARK_WAIT)
 def run_locally(job: dict, code_uri: str, config: dict) -> None:
     s3 = lake_hook(RunConfig.from_dict(config))
     local_platform.run_job(SparkJob.from_dict(job), code_uri, s3, DEPLOYMENT.scratch_dir)

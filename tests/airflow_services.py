@@ -62,11 +62,21 @@ class Run:
     logical_date: str | None
     run_after: str
     conf: dict[str, Any]
+    start_date: str | None = None  # when the run was set running (a backfill: all at once)
+    end_date: str | None = None
     tasks: dict[str, str | None] = field(default_factory=dict)
+    task_starts: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def run_after_time(self) -> datetime:
         return datetime.fromisoformat(self.run_after)
+
+    def task_started(self, task_id: str) -> datetime:
+        return datetime.fromisoformat(self.task_starts[task_id])
+
+    @property
+    def ended(self) -> datetime:
+        return datetime.fromisoformat(self.end_date)
 
 
 def standalone_env(home: Path, api_port: int, env: dict[str, str]) -> dict[str, str]:
@@ -130,6 +140,10 @@ class AirflowServices:
                 with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
                     text = response.read().decode()
                 return json.loads(text) if text else None
+            except TimeoutError:  # an overloaded machine: a read may be asked again
+                if method != "GET" or attempt + 1 == SQLITE_LOCK_TRIES:
+                    raise
+                continue
             except urllib.error.HTTPError as error:
                 detail = error.read().decode()[:2000]
                 busy = "locked" in detail or (error.code == 500 and "Database error" in detail)
@@ -186,13 +200,13 @@ class AirflowServices:
         from_date: date | datetime,
         to_date: date | datetime,
         conf: dict | None = None,
-        max_active_runs: int = 1,
+        max_active_runs: int = 10,
         reprocess: str = "none",
     ) -> int:
         """POST /api/v2/backfills over logical dates in [from_date, to_date]; its id.
 
-        One run at a time by default: nights in order, as the schedule would run them.
-        `reprocess` "completed" runs again the dates that already have a run."""
+        `max_active_runs` is the backfill's own (10 is the REST API's default; the DAG's does
+        not cap a backfill). `reprocess` "completed" runs again the dates that have a run."""
         body = {
             "dag_id": self.dag_id,
             "from_date": _iso(from_date),
@@ -214,7 +228,7 @@ class AirflowServices:
         tasks = self.request(
             "GET", f"/api/v2/dags/{self.dag_id}/dagRuns/{quoted}/taskInstances?limit=100"
         )["task_instances"]
-        return _run(item, {t["task_id"]: t["state"] for t in tasks})
+        return _run(item, tasks)
 
     def wait_for_run(self, run_id: str, timeout: float = 900) -> Run:
         """Poll until the run succeeds or fails; its final state and its tasks' states."""
@@ -299,7 +313,7 @@ def _iso(value: date | datetime) -> str:
     return value.isoformat() if isinstance(value, datetime) else f"{value.isoformat()}T00:00:00Z"
 
 
-def _run(item: dict, tasks: dict[str, str | None] | None = None) -> Run:
+def _run(item: dict, tasks: list[dict] | None = None) -> Run:
     return Run(
         run_id=item["dag_run_id"],
         state=item["state"],
@@ -307,7 +321,10 @@ def _run(item: dict, tasks: dict[str, str | None] | None = None) -> Run:
         logical_date=item.get("logical_date"),
         run_after=item["run_after"],
         conf=item.get("conf") or {},
-        tasks=tasks or {},
+        start_date=item.get("start_date"),
+        end_date=item.get("end_date"),
+        tasks={t["task_id"]: t["state"] for t in tasks or []},
+        task_starts={t["task_id"]: t.get("start_date") for t in tasks or []},
     )
 
 

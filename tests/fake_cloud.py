@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 import urllib.request
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -72,12 +73,14 @@ def expected_export() -> set[str]:
     )
 
 
-def write_outputs(s3, job: str, arguments: list[str]) -> None:
+def write_outputs(s3, job: str, arguments: list[str], markers: dict | None = None) -> None:
     """What the job leaves under each output: its files, replacing what the real job replaces
     and nothing more. featurize overwrites its whole partition and deletes its quarantine
     partition; pca and classify overwrite their model/ and vectors/ folders and delete their
     report (spark_jobs/pca.py, classify.py): anything else a crashed run left under their
-    --output stays, for the DAG's clear_night_outputs to remove."""
+    --output stays, for the DAG's clear_night_outputs to remove. `markers` replaces some of
+    MARKERS."""
+    markers = {**MARKERS, **(markers or {})}
     flags = dict(zip(arguments, arguments[1:], strict=False))  # each flag -> the value after it
     for flag in ("--output", *SIDE_OUTPUTS):
         if flag in flags:
@@ -90,7 +93,7 @@ def write_outputs(s3, job: str, arguments: list[str]) -> None:
                 for old in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
                     s3.delete_object(Bucket=bucket, Key=old["Key"])
             for name in names:
-                marker = MARKERS.get(f"{job}/{name}", MARKERS.get(name))
+                marker = markers.get(f"{job}/{name}", markers.get(name))
                 body = json.dumps(marker or {"job": job, "file": name}).encode()
                 s3.put_object(Bucket=bucket, Key=f"{key}/{name}", Body=body)
 
@@ -192,15 +195,27 @@ NORMALIZED_HOURS_PER_STEP = 8
 
 class FakeEmr(threading.Thread):
     """Plays the cluster: completes each step moto holds, writing its outputs. The failing step
-    leaves a crashed job's debris in its output folder and FAILS; the hanging one never ends."""
+    leaves a crashed job's debris in its output folder and FAILS; the hanging one never ends by
+    itself: under coreutils `timeout` (fruits.emr.step) it FAILS when its time is up, as on a
+    real cluster (command-runner.jar's command exits 124), else it runs until the cluster ends."""
 
-    def __init__(self, s3, failing_step: str | None = None, hanging_step: str | None = None):
+    def __init__(
+        self,
+        s3,
+        failing_step: str | None = None,
+        hanging_step: str | None = None,
+        step_seconds: float = 0,
+        markers: dict | None = None,
+    ):
         super().__init__(daemon=True)
         self.s3, self.failing_step, self.hanging_step = s3, failing_step, hanging_step
+        self.step_seconds = step_seconds  # how long each step runs before it ends
+        self.markers = markers  # what the jobs' completion markers say, if not MARKERS
         self.stop = threading.Event()
         self.ran: list[str] = []
         self.failures: list[dict[str, str]] = []  # the FailureDetails of each failed step
         self.error: BaseException | None = None
+        self.started: dict[str, float] = {}  # step id -> when the step was first seen
 
     def run(self) -> None:
         try:
@@ -209,10 +224,30 @@ class FakeEmr(threading.Thread):
                     if cluster.state.startswith("TERMINAT"):
                         continue
                     for step in cluster.steps:
-                        if step.state in ("PENDING", "RUNNING") and step.name != self.hanging_step:
-                            self.play(cluster, step)
+                        if step.state not in ("PENDING", "RUNNING"):
+                            continue
+                        ran_s = time.monotonic() - self.started.setdefault(
+                            step.id, time.monotonic()
+                        )
+                        if step.name != self.hanging_step:
+                            if ran_s >= self.step_seconds:
+                                self.play(cluster, step)
+                        elif self.out_of_time(step, ran_s):
+                            self.end_by_timeout(cluster, step)
         except BaseException as error:  # surfaced by run_dag: a dead driver must fail the test
             self.error = error
+
+    def out_of_time(self, step, ran_s: float) -> bool:
+        limit = time_limit(step.args)
+        return limit is not None and ran_s >= limit
+
+    def end_by_timeout(self, cluster, step) -> None:
+        step.failure_details = {
+            **failure_details(cluster, step),
+            "Message": "Command exited with status 124",  # coreutils timeout's own status
+        }
+        self.failures.append(step.failure_details)
+        step.state = "FAILED"
 
     def play(self, cluster, step) -> None:
         self.ran.append(step.name)
@@ -224,10 +259,22 @@ class FakeEmr(threading.Thread):
             self.failures.append(step.failure_details)
             step.state = "FAILED"
             return
-        write_outputs(self.s3, step.name, step.args)
+        write_outputs(self.s3, step.name, step.args, self.markers)
         # What EMR counts as the cluster runs (moto leaves 0): the cost facts must read it.
         cluster.normalized_instance_hours += NORMALIZED_HOURS_PER_STEP
         step.state = "COMPLETED"
+
+
+def time_limit(command: list[str]) -> float | None:
+    """Seconds after which `timeout [OPTION]... DURATION COMMAND...` ends COMMAND (GNU
+    coreutils; DURATION a number with an optional s/m/h/d suffix); None for another command."""
+    if not command or command[0] != "timeout":
+        return None
+    duration = next(arg for arg in command[1:] if not arg.startswith("-"))
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if duration[-1] in units:
+        return float(duration[:-1]) * units[duration[-1]]
+    return float(duration)
 
 
 def failure_details(cluster, step) -> dict[str, str]:

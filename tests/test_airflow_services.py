@@ -1,27 +1,33 @@
 """The DAG under real Airflow services: `airflow standalone` (api-server, scheduler with the
 LocalExecutor, dag-processor, triggerer as processes), platform local (Spark local mode), over
-a moto server and Azurite. Every way a run starts: the nightly schedule, the REST API without a
-logical date (Airflow 3's default) and with one (as the UI's form does), `airflow dags trigger`,
-a backfill; and re-runs.
+a moto server (in this process, so a fake EMR can drive it) and Azurite. Every way a run
+starts: the nightly schedule, the REST API without a logical date (Airflow 3's default) and
+with one (as the UI's form does), `airflow dags trigger`, a backfill; and re-runs.
 
 One standalone for the module; the runs follow each other (fixtures order them):
 1. unpausing the DAG makes the scheduler create the latest night, which has no photos: it
-   succeeds, says so, and publishes nothing (so does the CLI trigger, for today);
-2. three sequential nights D1, D2, D3 through the REST API (D1 without a logical date), photos
+   succeeds, says so, and publishes nothing;
+2. the CLI trigger, without a logical date, processes its run-after date (today), photos landed;
+3. three sequential nights D1, D2, D3 through the REST API (D1 without a logical date), photos
    landed for each: the lake they leave is kept;
-3. a backfill of D1..D3 runs the three dates again, in order: the lake it leaves is the one the
-   sequential nights left, and each date was re-run in place (idempotent).
+4. a backfill of D1..D3 with max_active_runs 3 runs the three dates again, one after the other
+   in date order: the lake it leaves is the one the sequential nights left;
+5. one night on platform emr: its steps watched by deferrable sensors in the real triggerer,
+   the cluster terminated by the teardown (FakeEmr plays the cluster in moto's backend).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import urllib.request
 from datetime import datetime, time, timedelta, timezone
 
 import pytest
 from azure.storage.blob import BlobServiceClient
 
 from airflow_services import AirflowServices, Run, airflow_standalone, port_is_free
+from fake_cloud import FakeEmr, clusters, expected_export
 from fruits.export import attempt_name
 from lake_checks import (
     land_photos,
@@ -42,6 +48,7 @@ TODAY = NOW.date()
 # With catchup=False, unpausing makes the latest night whose 02:00 UTC run time has passed.
 LAST_NIGHT = (NOW - timedelta(hours=2)).date() - timedelta(days=1)
 NIGHTS = [TODAY - timedelta(days=days) for days in (10, 9, 8)]
+EMR_NIGHT = TODAY - timedelta(days=5)  # last of the module: its outputs are the fake EMR's
 CLASSES = ("Apple Braeburn", "Banana")  # 2 classes x 2 photos x Training/Test per night
 LAKE_OUTPUTS = ("features", "quarantine", "vectors", "moments", "runs")
 
@@ -52,16 +59,20 @@ def at(day, hour: int, minute: int = 0) -> datetime:
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory, pretrained_weights):
-    """moto + Azurite, the lake seeded: weights, 8 real photos for each of the three nights, and
-    a note (not a photo) landed for the scheduled night."""
+    """moto + Azurite, the lake seeded: weights, 8 real photos for each of the three nights and
+    for today (the CLI trigger's), a note (not a photo) landed for the scheduled night. moto runs
+    in this process: FakeEmr drives its EMR backend."""
     workdir = tmp_path_factory.mktemp("airflow-services")
-    with local_cloud(workdir) as endpoints:
+    with local_cloud(workdir, threaded_moto=True) as endpoints:
+        reset = urllib.request.Request(f"{endpoints.s3_url}/moto-api/reset", b"", method="POST")  # noqa: S310
+        urllib.request.urlopen(reset, timeout=30).close()  # noqa: S310 (an earlier module's moto state)
         s3 = lake.s3_client(endpoints)
         lake.create_lake(s3)
         weights_uri, sha256 = lake.upload_weights(s3, pretrained_weights)
-        for offset, night in enumerate(NIGHTS):
+        for offset, night in enumerate([*NIGHTS, TODAY]):
             land_photos(s3, night.isoformat(), CLASSES, per_split=2, offset=2 * offset)
         s3.put_object(Bucket=lake.LAKE_BUCKET, Key=f"landing/{LAST_NIGHT}/notes.txt", Body=b"-")
+        land_photos(s3, EMR_NIGHT.isoformat(), CLASSES[:1], per_split=1)
         container = BlobServiceClient.from_connection_string(
             endpoints.azurite_connection_string
         ).get_container_client(lake.CONTAINER)
@@ -85,9 +96,12 @@ def airflow(cloud):
         # One scratch folder for the module: only the first run converts the weights.
         "FRUITS_SCRATCH_DIR": str(workdir / "scratch"),
         "FRUITS_RETRY_DELAY_S": "5",
+        # The gate waiting for earlier nights, and the EMR steps' deferrable watchers, poll often.
+        "FRUITS_POLL_INTERVAL_S": "3",
         "PYTHONPATH": f"{REPO / 'plugins'}:{REPO}",
     }
-    with airflow_standalone(workdir / "airflow-home", env, DAG_ID) as services:
+    # Under a loaded machine (CI runners, parallel jobs) the components take minutes to start.
+    with airflow_standalone(workdir / "airflow-home", env, DAG_ID, timeout=600) as services:
         yield services
     assert services.leftovers == [], f"processes left running: {services.leftovers}"
     assert all(port_is_free(port) for port in services.ports), services.ports
@@ -123,11 +137,15 @@ def sequential(airflow, cli_run, cloud) -> tuple[list[Run], dict]:
 
 @pytest.fixture(scope="module")
 def backfill(airflow, sequential) -> list[Run]:
-    """A backfill of the 3 dates, running again those that have a run: logical dates D 02:00,
-    so the range ends at the last one's 02:00."""
-    airflow.wait_for_backfill(airflow.backfill(NIGHTS[0], at(NIGHTS[-1], 2), reprocess="completed"))
+    """A backfill of the 3 dates, running again those that have a run, up to 3 at once:
+    logical dates D 02:00, so the range ends at the last one's 02:00. The runs as the REST API
+    lists them, unsorted here."""
+    backfill_id = airflow.backfill(
+        NIGHTS[0], at(NIGHTS[-1], 2), max_active_runs=3, reprocess="completed"
+    )
+    airflow.wait_for_backfill(backfill_id)
     runs = [r for r in airflow.runs() if r.logical_date and _logical(r).date() in NIGHTS]
-    return [airflow.run(run.run_id) for run in sorted(runs, key=_logical)]
+    return [airflow.run(run.run_id) for run in runs]
 
 
 def _logical(run: Run) -> datetime:
@@ -179,7 +197,7 @@ def assert_nothing_to_do(airflow: AirflowServices, cloud: dict, run: Run, night:
     assert latest_published(cloud["container"], "fruits", night) is None
 
 
-FIRST_TASKS = ("resolve_config", "find_new_photos")
+FIRST_TASKS = ("wait_for_earlier_nights", "resolve_config", "find_new_photos")
 
 
 def test_the_nightly_schedule_processes_the_day_that_just_ended(airflow, cloud, night):
@@ -194,8 +212,17 @@ def test_the_nightly_schedule_processes_the_day_that_just_ended(airflow, cloud, 
 
 
 def test_the_cli_trigger_without_logical_date_processes_its_run_after_date(airflow, cloud, cli_run):
+    """Photos are landed for today and for other dates (the nights D1..D3): the run processed
+    today's, and only those, and published them as today's night."""
     assert cli_run.logical_date is None
-    assert_nothing_to_do(airflow, cloud, cli_run, cli_run.run_after_time.date().isoformat())
+    assert cli_run.run_after_time.date() == TODAY
+    assert_published(airflow, cloud, cli_run, TODAY.isoformat())
+    featurized = {name.split("/")[0] for name in list_lake(cloud["s3"], "features")}
+    assert featurized == {f"ingest_date={TODAY}"}  # no other date's photos
+    rows = read_parquet_rows(cloud["s3"], f"features/ingest_date={TODAY}", ["path"])
+    assert len(rows) == 8 and all(f"/landing/{TODAY}/" in r["path"] for r in rows), rows
+    report = read_json(cloud["s3"], f"runs/{TODAY}/pca/report.json")
+    assert report["nights"] == [TODAY.isoformat()]
 
 
 def test_rest_triggers_with_and_without_logical_date_run_their_nights(airflow, cloud, sequential):
@@ -213,11 +240,23 @@ def test_rest_triggers_with_and_without_logical_date_run_their_nights(airflow, c
 def test_a_backfill_reruns_each_date_and_leaves_the_sequential_nights_lake(
     airflow, cloud, sequential, backfill
 ):
+    """A backfill's own max_active_runs (3 here) lets its runs be running at once: the DAG's
+    max_active_runs=1 does not cap it (airflow/models/backfill.py `_create_backfill`, and the
+    scheduler's `_start_queued_dagruns` counting a backfill's runs against the backfill's
+    limit). Each night's work (from resolve_config on) must still start after the night
+    before has ended: by the runs' own timestamps, from the REST API."""
     _, lake_before = sequential
     assert [run.state for run in backfill] == ["success"] * 3, "\n".join(
         airflow.explain(run) for run in backfill
     )
-    assert [_logical(run).date() for run in backfill] == NIGHTS
+    assert sorted(_logical(run).date() for run in backfill) == NIGHTS
+    by_work_start = sorted(backfill, key=lambda run: run.task_started("resolve_config"))
+    assert [_logical(run).date() for run in by_work_start] == NIGHTS  # ran in date order
+    for before, after in itertools.pairwise(by_work_start):
+        assert after.task_started("resolve_config") >= before.ended, (before, after)
+    # ...though the backfill had them running at once: the gate, not Airflow, kept them apart.
+    starts = [datetime.fromisoformat(run.start_date) for run in by_work_start]
+    assert any(start < before.ended for start, before in zip(starts[1:], by_work_start))
     assert lake_state(cloud["s3"]) == lake_before  # same objects, same bytes
     for run, day in zip(backfill, NIGHTS, strict=True):
         assert_published(airflow, cloud, run, day.isoformat())
@@ -241,3 +280,47 @@ def test_the_harness_reads_task_logs_and_sets_variables(airflow, night):
     airflow.set_variable("fruits_probe", {"set": 1})
     airflow.set_variable("fruits_probe", {"set": 2})  # the second time replaces it
     assert airflow.request("GET", "/api/v2/variables/fruits_probe")["value"] == '{"set": 2}'
+
+
+@pytest.fixture(scope="module")
+def emr_night(airflow, cloud) -> tuple[Run, FakeEmr]:
+    """One night on platform emr, the module's last test (its outputs are the fake cluster's,
+    which no later local night may read): FakeEmr keeps each
+    step RUNNING a few seconds, so its watcher finds it running, defers, and the triggerer sees
+    it complete."""
+    airflow.unpause()  # as the module's first test left it (this test may run alone)
+    fake_emr = FakeEmr(cloud["s3"], step_seconds=8)
+    fake_emr.start()
+    try:
+        run_id = airflow.trigger({"platform": "emr"}, logical_date=at(EMR_NIGHT, 2))
+        run = airflow.wait_for_run(run_id)
+    finally:
+        fake_emr.stop.set()
+        fake_emr.join()
+    if fake_emr.error:
+        raise fake_emr.error
+    return run, fake_emr
+
+
+def test_an_emr_night_under_real_services(airflow, cloud, emr_night):
+    """The deferrable EmrStepSensor runs in the real triggerer (aiobotocore over HTTP to moto),
+    the teardown from the real scheduler: the night succeeds, its steps' watchers deferred, the
+    cluster ends TERMINATED, and Azure has the night's copy."""
+    run, fake_emr = emr_night
+    assert run.state == "success", airflow.explain(run)
+    assert fake_emr.ran == ["featurize", "pca", "classify"]
+    assert run.tasks["emr.terminate_emr_cluster"] == "success"
+    for job in ("featurize", "pca", "classify"):
+        said = airflow.task_log(run.run_id, f"emr.watch_{job}_step")
+        assert "Pausing task as DEFERRED" in said, said[-2000:]  # the task runner deferred it
+        assert "Trigger fired event" in said, said[-2000:]  # the triggerer's own line
+    cluster_id = airflow.xcom(run.run_id, "emr.create_emr_cluster")
+    (cluster,) = [c for c in clusters(cloud["endpoints"].s3_url) if c["Id"] == cluster_id]
+    assert cluster["Status"]["State"] == "TERMINATED"
+    latest = latest_published(cloud["container"], "fruits", EMR_NIGHT.isoformat())
+    assert latest is not None and latest["run_id"] == run.run_id, latest
+    copied = {
+        blob.name[len(latest["prefix"]) :]
+        for blob in cloud["container"].list_blobs(name_starts_with=latest["prefix"])
+    }
+    assert copied == expected_export() | {"_EXPORT_MANIFEST.json"}

@@ -10,6 +10,9 @@ import hashlib
 import json
 import logging
 import os
+import subprocess
+import time
+from dataclasses import replace
 from datetime import timedelta
 
 import parliament
@@ -29,7 +32,8 @@ from fake_cloud import (
     seeded_cloud,
 )
 from flaky_proxy import FlakyProxy
-from fruits import iam
+from fruits import emr, iam
+from fruits.spark_steps import SparkJob
 from localdev import lake
 from localdev.emulators import REGION, free_port
 
@@ -123,7 +127,7 @@ def test_a_night_without_photos_succeeds_and_starts_or_publishes_nothing(pipelin
     assert blobs(endpoints) == before_blobs  # nothing published, no LATEST.json for the date
 
 
-FIRST = ("resolve_config", "find_new_photos")
+FIRST = ("wait_for_earlier_nights", "resolve_config", "find_new_photos")
 
 
 def new_clusters(endpoints, before: set[str]) -> list[str]:
@@ -180,6 +184,53 @@ def test_a_sensor_timeout_fails_the_run_and_still_terminates_the_cluster(
     assert states["emr.terminate_emr_cluster"] == "success"
     assert new_clusters(endpoints, before) == ["TERMINATED"]
     assert fake_emr.ran == []
+
+
+def test_a_rendered_step_ends_its_hung_command_itself(tmp_path):
+    """EMR has no step timeout (AddJobFlowSteps' StepConfig: Name, ActionOnFailure,
+    HadoopJarStep) and auto-termination waits for an idle cluster, which a running step never
+    is (EMR Management Guide, "Using an auto-termination policy"). command-runner.jar runs the
+    step's Args as a command ("Run commands and scripts on an Amazon EMR cluster"); a non-zero
+    exit fails the step. Here the rendered Args run as that command, with coreutils' real
+    `timeout` and a spark-submit that hangs: it is ended, with timeout's status 124."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    hung = fake_bin / "spark-submit"
+    hung.write_text("#!/bin/sh\nexec sleep 600\n")
+    hung.chmod(0o755)
+    job = SparkJob("featurize", {"--input": "s3://b/in"}, {"--output": "s3://b/out"})
+    command = emr.step(job, "s3://b/code/abc", timeout_s=1)["HadoopJarStep"]["Args"]
+    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"}
+    started = time.monotonic()
+    ended = subprocess.run(command, env=env, timeout=30, check=False, capture_output=True)
+    assert ended.returncode == 124, ended
+    assert time.monotonic() - started < 10
+
+
+def test_a_hung_step_ends_itself_fails_the_run_and_the_cluster_is_terminated(
+    pipeline_dag, cloud, monkeypatch
+):
+    """A step that hangs is ended on the cluster by its own timeout (FakeEmr plays coreutils
+    `timeout` as the test above shows it), well before its watcher would give up: the watcher
+    fails at once (a failed step is final), and the teardown terminates the cluster."""
+    endpoints, s3 = cloud
+    render_steps = pipeline_dag.get_task("emr.emr_steps").python_callable.__globals__
+    deployment = render_steps["DEPLOYMENT"]
+    monkeypatch.setitem(render_steps, "DEPLOYMENT", replace(deployment, step_timeout_s=3))
+    watcher = pipeline_dag.get_task("emr.watch_featurize_step")
+    monkeypatch.setattr(watcher, "max_attempts", 60)  # polls every second: 60 s
+    monkeypatch.setattr(watcher, "timeout", 60)
+    before = {c["Id"] for c in clusters(endpoints.s3_url)}
+    dag_run, states, fake_emr = run_dag(pipeline_dag, s3, hanging_step="featurize")
+
+    assert dag_run.state == "failed", states
+    assert states["emr.watch_featurize_step"] == "failed"
+    assert dag_run.get_task_instance("emr.watch_featurize_step").try_number == 1  # final
+    (failure,) = fake_emr.failures
+    assert failure["Message"] == "Command exited with status 124"  # ended by its own timeout
+    assert states["emr.add_pca_step"] == "upstream_failed"
+    assert states["emr.terminate_emr_cluster"] == "success"
+    assert new_clusters(endpoints, before) == ["TERMINATED"]
 
 
 def test_a_failing_copy_to_azure_fails_the_run_and_keeps_the_published_copy(

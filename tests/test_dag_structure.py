@@ -9,7 +9,14 @@ import pytest
 from botocore.validate import ParamValidator
 
 from fruits import databricks, emr
-from fruits.config import PLATFORMS, TASK_SLOTS_PER_VCPU, Deployment, RunConfig, run_date_of
+from fruits.config import (
+    PLATFORMS,
+    TASK_SLOTS_PER_VCPU,
+    ConfigError,
+    Deployment,
+    RunConfig,
+    run_date_of,
+)
 from fruits.local_platform import local_master
 from fruits.spark_steps import pipeline_jobs
 from localdev import lake
@@ -21,7 +28,8 @@ pytestmark = pytest.mark.unit
 DAG_FILE = Path(__file__).resolve().parents[1] / "dags" / "fruits_pipeline.py"
 VARIABLE = lake.fruits_config("s3://fruits-lake/models/mobilenet.weights.h5", "e" * 64)
 UPSTREAM = {  # task -> the tasks it waits for: the pipeline's order, exactly
-    "resolve_config": set(),
+    "wait_for_earlier_nights": set(),
+    "resolve_config": {"wait_for_earlier_nights"},
     "find_new_photos": {"resolve_config"},
     "setup.upload_spark_jobs": {"resolve_config", "find_new_photos"},
     "setup.check_weights": {"resolve_config", "find_new_photos"},
@@ -125,6 +133,7 @@ def test_the_grid_reads_setup_then_one_group_per_platform_then_publish(parsed_da
     # siblings with no order between them, the three platforms, alphabetically).
     top_level = [node.node_id for node in parsed_dag.task_group.topological_sort()]
     assert top_level == [
+        "wait_for_earlier_nights",
         "resolve_config",
         "find_new_photos",
         "setup",
@@ -199,6 +208,37 @@ def test_schedule_defaults_and_form(parsed_dag):
         for value in values:
             with pytest.raises(ParamValidationError):
                 form.get_param(name).resolve(value)
+
+
+def test_the_run_timeout_fires_after_every_task_timeout(pipeline_dag):
+    """A run past its dagrun_timeout is failed and every unfinished task is marked SKIPPED, the
+    teardown included (airflow/jobs/scheduler_job_runner.py, SchedulerJobRunner._schedule_dag_run:
+    `task_instance.state = TaskInstanceState.SKIPPED` for each unfinished one): the cluster would
+    be left running. So the run's timeout must exceed the longest chain of tasks each taking its
+    whole execution_timeout, as Deployment.longest_run_s counts it (one try each; the gate that
+    waits for earlier nights is not the night's own work)."""
+    deployment = Deployment.from_env()
+    assert longest_chain_s(pipeline_dag, skip={"wait_for_earlier_nights"}) == (
+        deployment.longest_run_s
+    )
+    assert pipeline_dag.dagrun_timeout.total_seconds() > deployment.longest_run_s
+    with pytest.raises(ConfigError, match="FRUITS_RUN_TIMEOUT_S=.*FRUITS_STEP_GRACE_S"):
+        Deployment.from_env({"FRUITS_RUN_TIMEOUT_S": str(deployment.longest_run_s)})
+    watchers = [t for t in pipeline_dag.tasks if t.task_id.startswith("emr.watch_")]
+    assert {t.execution_timeout.total_seconds() for t in watchers} == {deployment.spark_wait_s}
+
+
+def longest_chain_s(dag, skip: set[str]) -> float:
+    """The most seconds a chain of tasks can take, each its execution_timeout."""
+    finish: dict[str, float] = {}
+
+    def finish_of(task) -> float:
+        if task.task_id not in finish:
+            own = 0 if task.task_id in skip else task.execution_timeout.total_seconds()
+            finish[task.task_id] = own + max(map(finish_of, task.upstream_list), default=0)
+        return finish[task.task_id]
+
+    return max(map(finish_of, dag.tasks))
 
 
 def utc(*args: int) -> datetime:
@@ -304,11 +344,14 @@ def test_every_platform_runs_the_same_task_slots_per_vcpu():
 
 @pytest.mark.parametrize("params", [{}, {"pca_k": 40}])
 def test_the_steps_are_valid_add_job_flow_steps_requests(params):
-    steps = [emr.step(job, "s3://fruits-lake/code/abc") for job in pipeline_jobs(config(**params))]
+    jobs = pipeline_jobs(config(**params))
+    steps = [emr.step(job, "s3://fruits-lake/code/abc", 3600) for job in jobs]
     request = {"JobFlowId": "j-1", "Steps": steps}
     report = ParamValidator().validate(request, emr_shape("AddJobFlowSteps"))
     assert not report.has_errors(), report.generate_report()
-    featurize, pca, classify = (step["HadoopJarStep"]["Args"] for step in steps)
+    bounded = ["timeout", "--kill-after=60s", "3600s"]  # each step ends itself (test_step_timeout)
+    assert all(step["HadoopJarStep"]["Args"][:3] == bounded for step in steps)
+    featurize, pca, classify = (step["HadoopJarStep"]["Args"][3:] for step in steps)
     assert featurize[:5] == [
         "spark-submit",
         "--deploy-mode",

@@ -44,7 +44,7 @@ def test_the_job_is_a_valid_jobs_api_request_running_the_emr_steps_arguments():
     ]
     assert {t["job_cluster_key"] for t in tasks} == {cluster["job_cluster_key"]}
     for task, job in zip(tasks, jobs, strict=True):
-        step = emr.step(job, CODE)["HadoopJarStep"]["Args"]
+        step = emr.step(job, CODE, 60)["HadoopJarStep"]["Args"]
         python_task = task["spark_python_task"]
         assert python_task["python_file"] == step[step.index("--py-files") + 2]
         assert python_task["parameters"] == step[step.index("--py-files") + 3 :]

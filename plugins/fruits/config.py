@@ -60,6 +60,10 @@ DEPLOYMENT_SETTINGS = ("aws_conn_id", "wasb_conn_id")
 TASK_SLOTS_PER_VCPU = 4
 # An EC2 instance type's size: large (2 vCPUs), xlarge (4) or <n>xlarge (4n), as in every current
 # general-purpose, compute- and memory-optimised family; Databricks names AWS nodes the same way.
+# The night's longest chain of tasks (dags/fruits_pipeline.py, platform emr): its Spark jobs'
+# watchers, and this many other tasks one after the other (tests/test_dag_structure.py counts them
+# in the DAG).
+SPARK_JOBS, SERIAL_TASKS = 3, 13
 INSTANCE_SIZE = re.compile(r"^[a-z][a-z0-9-]*\.(?:(\d*)x)?large$")
 
 
@@ -110,15 +114,31 @@ class Deployment:
     default_platform: str = "emr"
     # TLS verification of S3: "true", "false" (never in production) or a CA bundle path.
     s3_verify: bool | str = True
-    # EMR steps run TensorFlow for a long time: generous defaults, deferrable sensors.
+    # EMR steps run TensorFlow for a long time: generous defaults, deferrable sensors. A Spark
+    # job ends itself after step_timeout_s (an EMR step under coreutils `timeout`, a Databricks
+    # task's timeout_seconds); what waits for it (a step's watcher, a local job) gives up
+    # step_grace_s later: the cluster's start (the first step waits for it) and the job's end.
     step_timeout_s: int = 4 * 3600
+    step_grace_s: int = 20 * 60
     poll_interval_s: int = 60
     deferrable: bool = True
     retry_delay_s: int = 60
-    # Every task ends within task_timeout_s (a step's watcher within step_timeout_s) and a run
-    # within run_timeout_s: with max_active_runs=1, a hung run would block every later night.
-    task_timeout_s: int = 3600
-    run_timeout_s: int = 20 * 3600  # under a day: the next nightly run can always start
+    # Every other task ends within task_timeout_s, and a run within run_timeout_s. The run's
+    # timeout must be the last to fire: Airflow marks every unfinished task of a timed-out run
+    # skipped, the teardown that terminates the cluster included.
+    task_timeout_s: int = 30 * 60
+    run_timeout_s: int = 23 * 3600  # under a day: the next nightly run can always start
+
+    @property
+    def spark_wait_s(self) -> int:
+        """How long a task waiting for one Spark job may take."""
+        return self.step_timeout_s + self.step_grace_s
+
+    @property
+    def longest_run_s(self) -> int:
+        """A night whose tasks on its longest chain each take their whole timeout (one try)."""
+        return SPARK_JOBS * self.spark_wait_s + SERIAL_TASKS * self.task_timeout_s
+
     # The local platform's staging area. It also keeps the converted-model cache from one run to
     # the next, so the default is a fixed folder, not a fresh temporary one.
     scratch_dir: str = os.path.join(tempfile.gettempdir(), "fruits-scratch")
@@ -153,6 +173,7 @@ class Deployment:
             default_platform=env.get("FRUITS_DEFAULT_PLATFORM", cls.default_platform),
             s3_verify={"true": True, "false": False}.get(verify.lower(), verify),
             step_timeout_s=_env_seconds(env, "FRUITS_STEP_TIMEOUT_S", cls.step_timeout_s),
+            step_grace_s=_env_seconds(env, "FRUITS_STEP_GRACE_S", cls.step_grace_s),
             poll_interval_s=_env_seconds(env, "FRUITS_POLL_INTERVAL_S", cls.poll_interval_s),
             deferrable=env.get("FRUITS_DEFERRABLE", "true").lower() == "true",
             retry_delay_s=_env_seconds(env, "FRUITS_RETRY_DELAY_S", cls.retry_delay_s),
@@ -179,11 +200,15 @@ class Deployment:
             deployment.task_timeout_s,
             "> 0",
         )
+        _check(deployment.step_grace_s >= 0, "FRUITS_STEP_GRACE_S", deployment.step_grace_s, ">= 0")
         _check(
-            deployment.run_timeout_s > deployment.step_timeout_s,
+            deployment.run_timeout_s > deployment.longest_run_s,
             "FRUITS_RUN_TIMEOUT_S",
             deployment.run_timeout_s,
-            "more than FRUITS_STEP_TIMEOUT_S (a run holds at least one step)",
+            f"more than {deployment.longest_run_s} s: {SPARK_JOBS} x (FRUITS_STEP_TIMEOUT_S + "
+            f"FRUITS_STEP_GRACE_S) + {SERIAL_TASKS} x FRUITS_TASK_TIMEOUT_S, the night's longest "
+            "chain of tasks; a run timeout firing first skips the teardown and leaves the "
+            "cluster running",
         )
         return deployment
 

@@ -17,6 +17,7 @@ RUN_TAG_KEY = "airflow_run_id"  # finds a DAG run's clusters (fruits.emr_cluster
 # AmazonEMRServicePolicy_v2, on which the EMR service role is built, lets EMR launch only what
 # carries this tag; EMR propagates a cluster's tags to the instances and volumes it launches.
 EMR_MANAGED_POLICIES_TAG = {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"}
+STEP_KILL_AFTER_S = 60  # a driver still alive this long after SIGTERM is killed
 VENV_PYTHON = "/opt/fruits-venv/bin/python"  # made by spark_jobs/bootstrap/install_requirements.sh
 # Merged into the cluster's log4j2.properties. At INFO, Spark's FileScanRDD logs one line per file
 # it reads: a line per photo, ~200 MB of executor logs per million. Only that logger is quieted.
@@ -153,13 +154,29 @@ def run_tag(run_id: str) -> str:
     return run_id[:256]
 
 
-def step(job: SparkJob, code_uri: str) -> dict[str, Any]:
-    """One spark-submit through command-runner.jar."""
+def step(job: SparkJob, code_uri: str, timeout_s: int) -> dict[str, Any]:
+    """One spark-submit through command-runner.jar, ended on the cluster after `timeout_s`.
+
+    EMR has no step timeout, and its idle auto-termination never fires while a step runs: a
+    hung job would keep the cluster (and the night's bill) running after Airflow gave up on it,
+    or after a run timeout skipped the teardown. So the step is its own bound: coreutils
+    `timeout` (in every EMR 7 image) sends the client-mode driver SIGTERM, which stops the
+    SparkContext and its YARN application, then SIGKILL if it still runs; the step ends FAILED
+    (exit code 124) and the cluster goes idle."""
     return {
         "Name": job.name,
         "ActionOnFailure": "CONTINUE",  # the DAG decides; it also terminates the cluster
         "HadoopJarStep": {
             "Jar": "command-runner.jar",
-            "Args": job.spark_submit(code_uri, "--deploy-mode", "client"),
+            "Args": [
+                *STEP_TIMEOUT_COMMAND,
+                f"{timeout_s}s",
+                *job.spark_submit(code_uri, "--deploy-mode", "client"),
+            ],
         },
     }
+
+
+# `timeout [--kill-after=D] DURATION COMMAND...` (GNU coreutils): SIGTERM at DURATION, SIGKILL
+# D later; exit status 124 when the time ran out.
+STEP_TIMEOUT_COMMAND = ("timeout", f"--kill-after={STEP_KILL_AFTER_S}s")
