@@ -210,7 +210,7 @@ def test_schedule_defaults_and_form(parsed_dag):
                 form.get_param(name).resolve(value)
 
 
-def test_the_run_timeout_fires_after_every_task_timeout(pipeline_dag):
+def test_the_run_timeout_fires_after_every_task_timeout(parsed_dag):
     """A run past its dagrun_timeout is failed and every unfinished task is marked SKIPPED, the
     teardown included (airflow/jobs/scheduler_job_runner.py, SchedulerJobRunner._schedule_dag_run:
     `task_instance.state = TaskInstanceState.SKIPPED` for each unfinished one): the cluster would
@@ -218,13 +218,13 @@ def test_the_run_timeout_fires_after_every_task_timeout(pipeline_dag):
     whole execution_timeout, as Deployment.longest_run_s counts it (one try each; the gate that
     waits for earlier nights is not the night's own work)."""
     deployment = Deployment.from_env()
-    assert longest_chain_s(pipeline_dag, skip={"wait_for_earlier_nights"}) == (
+    assert longest_chain_s(parsed_dag, skip={"wait_for_earlier_nights"}) == (
         deployment.longest_run_s
     )
-    assert pipeline_dag.dagrun_timeout.total_seconds() > deployment.longest_run_s
+    assert parsed_dag.dagrun_timeout.total_seconds() > deployment.longest_run_s
     with pytest.raises(ConfigError, match="FRUITS_RUN_TIMEOUT_S=.*FRUITS_STEP_GRACE_S"):
         Deployment.from_env({"FRUITS_RUN_TIMEOUT_S": str(deployment.longest_run_s)})
-    watchers = [t for t in pipeline_dag.tasks if t.task_id.startswith("emr.watch_")]
+    watchers = [t for t in parsed_dag.tasks if t.task_id.startswith("emr.watch_")]
     assert {t.execution_timeout.total_seconds() for t in watchers} == {deployment.spark_wait_s}
 
 
