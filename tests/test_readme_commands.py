@@ -78,6 +78,8 @@ ELSEWHERE = {
     r"make grid-screenshot": "needs Chromium and playwright, not in CI; test_dag_structure.py "
     "pins the shape the picture shows",
     r"spark-submit --deploy-mode client .*": "the EMR step; tests/test_dag_emr_*.py check steps",
+    r"make smoke-aws( CONFIG=\S+)?": "needs AWS and Azure accounts; tests/test_smoke_aws.py runs "
+    "localdev.smoke_aws against moto and Azurite",
     r"make test-(unit|dag|spark|e2e|services)": "one tier of the suite: make test runs them all",
     r"\.venv/bin/python -c \"import numpy as np, pyarrow\.parquet as pq; .*": "needs a night's "
     "basis.npz and features partition; test_project_puts_a_range_of_nights_in_one_nights_basis "
