@@ -117,11 +117,17 @@ def aws(tmp_path_factory, pretrained_weights):
 
 
 def run(pipeline_dag, aws):
-    """One DAG run from an empty run folder (see the module's docstring: batch deletes)."""
+    """One DAG run from empty folders of what clear_night_outputs clears (see the module's
+    docstring: batch deletes)."""
     admin_s3 = aws["admin_s3"]
-    listed = admin_s3.list_objects_v2(Bucket=lake.LAKE_BUCKET, Prefix="runs/2026-11-25/")
-    for item in listed.get("Contents", []):
-        admin_s3.delete_object(Bucket=lake.LAKE_BUCKET, Key=item["Key"])
+    for cleared in (
+        "runs/2026-11-25/",
+        "vectors/ingest_date=2026-11-25/",
+        "moments/ingest_date=2026-11-25/",
+    ):
+        listed = admin_s3.list_objects_v2(Bucket=lake.LAKE_BUCKET, Prefix=cleared)
+        for item in listed.get("Contents", []):
+            admin_s3.delete_object(Bucket=lake.LAKE_BUCKET, Key=item["Key"])
     proxy = aws["proxy"]
     proxy.passed_targets.clear()
     proxy.signing_regions.clear()
