@@ -313,7 +313,6 @@ def stored_connection(conn_id: str, env: dict[str, str]):
     )
 
 
-@pytest.mark.dag
 def test_the_connection_and_variable_commands(airflow_db, tmp_path, monkeypatch):
     """deploy-aws.md's `airflow connections add` and `airflow variables set`, run as written in a
     private Airflow, then read back by the providers' own code: WasbHook.get_conn builds a
@@ -370,7 +369,6 @@ def test_the_connection_and_variable_commands(airflow_db, tmp_path, monkeypatch)
     config_from_variable(parse_variable(stored))  # valid settings, as the DAG reads them
 
 
-@pytest.mark.dag
 def test_the_dag_list_commands(airflow_db):
     airflow = str(Path(sys.executable).with_name("airflow"))
     env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags")}
@@ -382,7 +380,6 @@ def test_the_dag_list_commands(airflow_db):
     assert "fruits_pipeline" not in printed["airflow dags list-import-errors"]
 
 
-@pytest.mark.e2e
 def test_the_aws_iam_commands_run_against_moto(tmp_path):
     """deploy-aws.md's `aws iam` calls, in order, as the AWS CLI maps them onto the API
     (`create-role --role-name X` is CreateRole(RoleName=X), `file://` a file's text), against
