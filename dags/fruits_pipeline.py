@@ -529,7 +529,7 @@ def export_target(config: RunConfig, dag_run) -> export.ExportTarget:
         container=config.azure_container,
         azure_prefix=config.azure_prefix,
         run_date=config.run_date,
-        date_prefix=f"{config.azure_prefix}/{config.run_prefix}",
+        date_prefix=export.date_prefix(config),
         attempt=export.attempt_name(dag_run.run_id, dag_run.clear_number or 0),
     )
 

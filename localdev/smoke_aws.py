@@ -180,6 +180,7 @@ def verify(smoke: Smoke, rc: int, env: dict[str, str]) -> None:
     """What a real account shows that no emulator does, read back from AWS and Azure."""
     from azure.storage.blob import BlobServiceClient
 
+    from fruits import export
     from fruits.night_facts import emr_cost_estimate
 
     run = smoke.run_config(smoke.config())
@@ -205,9 +206,7 @@ def verify(smoke: Smoke, rc: int, env: dict[str, str]) -> None:
     except s3.exceptions.NoSuchKey as missing:
         check(smoke, False, f"an output of the night is missing: {missing}")
     blobs = BlobServiceClient.from_connection_string(_azure())
-    latest = blobs.get_blob_client(
-        smoke.container, f"{run.azure_prefix}/{run.run_date}/LATEST.json"
-    )
+    latest = blobs.get_blob_client(smoke.container, f"{export.date_prefix(run)}/{export.LATEST}")
     if latest.exists():
         pointer = json.loads(latest.download_blob().readall())
         check(smoke, True, f"published to Azure, verified: {pointer.get('objects')} objects")

@@ -95,6 +95,12 @@ def night_sources(config: RunConfig) -> ExportSources:
     )
 
 
+def date_prefix(config: RunConfig) -> str:
+    """Where a night's LATEST.json and attempts of runs/<date>/ live in Azure: the lake's
+    runs/<date>/ under the published root."""
+    return f"{config.azure_prefix}/{config.run_prefix}"
+
+
 def attempt_name(run_id: str, clear_number: int = 0) -> str:
     """A DAG run id (and how many times the run was cleared) as a blob folder name."""
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
