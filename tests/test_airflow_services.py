@@ -325,8 +325,9 @@ def test_an_emr_night_under_real_services(airflow, cloud, emr_night):
     assert cluster["Status"]["State"] == "TERMINATED"
     latest = latest_published(cloud["container"], "fruits", EMR_NIGHT.isoformat())
     assert latest is not None and latest["run_id"] == run.run_id, latest
-    copied = {
-        blob.name[len(latest["prefix"]) :]
-        for blob in cloud["container"].list_blobs(name_starts_with=latest["prefix"])
+    copied = {  # each table's partition and the run's folder, as LATEST.json names them
+        f"{folder}/{blob.name[len(prefix) :]}"
+        for folder, prefix in latest["folders"].items()
+        for blob in cloud["container"].list_blobs(name_starts_with=prefix)
     }
-    assert copied == expected_export() | {"_EXPORT_MANIFEST.json"}
+    assert copied == expected_export() | {"run/_EXPORT_MANIFEST.json"}
