@@ -6,7 +6,7 @@ lake's partition `features/ingest_date=D/`, refits PCA from every night's kept s
 D and projects the night's photos into `vectors/ingest_date=D/`, refits the classifier, and
 publishes the night's partitions, models and reports to Azure Blob Storage.
 
-0. **wait_for_earlier_nights**: the run waits until the run before it (by logical date) has
+0. **wait_for_earlier_nights**: the run waits (deferred) until the run before it by logical date has
    finished: a backfill runs several nights at once, and night D+1 refits over night D.
 1. **resolve_config**: run form + Variable `fruits_config` + deployment, validated: a bad setting
    fails here, once, before any cluster exists, with a message naming it.
@@ -62,7 +62,6 @@ from airflow.sdk import (
     BaseHook,
     CronDataIntervalTimetable,
     Param,
-    PokeReturnValue,
     TaskGroup,
     TriggerRule,
     Variable,
@@ -84,6 +83,7 @@ from fruits.config import (
 )
 from fruits.emr_cluster import CreateRunClusterOperator, TerminateRunClustersOperator
 from fruits.night_facts import emr_cost_estimate, night_facts
+from fruits.night_order import WaitForEarlierNights
 from fruits.retry import RETRY_TRANSIENT_AWS_ERRORS
 from fruits.spark_steps import JOB_ORDER, SparkJob, pipeline_jobs
 
@@ -179,7 +179,14 @@ def report_failure(context) -> None:
 )
 def fruits_pipeline():
     plan = resolve_config()
-    wait_for_earlier_nights() >> plan["config"]
+    (
+        WaitForEarlierNights(  # a backfill runs several nights at once: each waits for the one before
+            task_id="wait_for_earlier_nights",
+            poll_interval_s=DEPLOYMENT.poll_interval_s,
+            wait_timeout=timedelta(seconds=DEPLOYMENT.run_timeout_s),
+        )
+        >> plan["config"]
+    )
     photos = find_new_photos(plan["config"])  # none: the night succeeds here, nothing published
     with TaskGroup("setup", tooltip="the code, the weights, the jobs; the night cleared") as setup:
         code_uri = upload_spark_jobs(plan["config"])
@@ -298,29 +305,6 @@ def publish(plan) -> TaskGroup:
         ).expand_kwargs(copies)  # one copy per folder of the night's outputs
         chain(copy_to_azure, verify_and_publish(plan["config"]))
     return group
-
-
-@task.sensor(
-    mode="reschedule",  # holds no worker slot while it waits
-    poke_interval=DEPLOYMENT.poll_interval_s,
-    timeout=DEPLOYMENT.run_timeout_s,
-)
-def wait_for_earlier_nights(ti=None) -> PokeReturnValue:
-    """Nights run one after the other, in date order: night D+1 refits PCA and the classifier
-    over night D's features. The DAG's max_active_runs=1 does not cap a backfill, which runs up
-    to its own max_active_runs (10 by default over the REST API) at once: so each run waits
-    here until the run before it by logical date has finished (failed counts: that night is
-    re-run by itself). A run without a logical date has none before it."""
-    previous = ti.get_previous_dagrun()
-    if previous is None or previous.state in FINISHED_RUN_STATES:
-        return PokeReturnValue(is_done=True, xcom_value=previous.run_id if previous else None)
-    log.info(
-        "Waiting for the night before, run %s (%s), to finish", previous.run_id, previous.state
-    )
-    return PokeReturnValue(is_done=False)
-
-
-FINISHED_RUN_STATES = ("success", "failed")
 
 
 @task(multiple_outputs=True)

@@ -237,12 +237,6 @@ def test_rest_triggers_with_and_without_logical_date_run_their_nights(airflow, c
     assert len(features) == 8 and all(f"/landing/{NIGHTS[1]}/" in r["path"] for r in features)
 
 
-@pytest.mark.xfail(
-    reason="not yet seen green: failed on the clean-clone run of stop 23 (REST backfill of 3, "
-    "max_active_runs 3); whether the gate or the test's reading of the runs is wrong is the next "
-    "thing to settle (issue 24, point 5)",
-    strict=False,
-)
 def test_a_backfill_reruns_each_date_and_leaves_the_sequential_nights_lake(
     airflow, cloud, sequential, backfill
 ):
