@@ -13,6 +13,7 @@ or changed uploaded after.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -81,17 +82,60 @@ def empty_folder(path: Path) -> Path:
 
 
 def stage(s3_hook, uri: str, mirror: Path, missing_ok: bool = False) -> Path:
-    """The object or prefix, freshly downloaded to its place in the mirror (nothing stale)."""
+    """The object or prefix at its place in the mirror, as S3 holds it now (nothing stale).
+
+    A prefix is synced, not downloaded anew: pca and classify read the lake's whole `features/`
+    and `moments/` roots (Spark reads only the partitions it needs; staging cannot know which),
+    and the nights before are in the mirror already, so a night downloads what changed since.
+    """
     target = mirrored(uri, mirror)
+    bucket, key = split_s3_uri(uri)
+    if key and s3_hook.check_for_key(key, bucket_name=bucket):
+        shutil.rmtree(target, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3_hook.get_conn().download_file(bucket, key, str(target))
+        return target
+    folder = key.rstrip("/") + "/"
+    objects = {
+        item["Key"][len(folder) :]: item
+        for item in s3_hook.iter_file_metadata(prefix=folder, bucket_name=bucket)
+        if not is_listing_noise(item["Key"])
+    }
+    if not objects and not missing_ok:
+        raise FileNotFoundError(f"nothing under {uri}")
+    sync_folder(s3_hook, bucket, objects, target, mirror / ".synced" / f"{bucket}-{digest(key)}")
+    return target
+
+
+def sync_folder(s3_hook, bucket: str, objects: dict[str, dict], target: Path, index: Path) -> None:
+    """Make `target` hold exactly `objects` (relative name -> S3's listing entry): download those
+    whose ETag or size differs from what the index says the file holds, or whose file changed
+    since (a job writes into its caches), and remove the rest."""
     if target.is_file():
         target.unlink()
-    shutil.rmtree(target, ignore_errors=True)
-    try:
-        return download(s3_hook, uri, target)
-    except FileNotFoundError:
-        if missing_ok:  # a cache no run has written yet
-            return empty_folder(target)
-        raise
+    target.mkdir(parents=True, exist_ok=True)
+    known = json.loads(index.read_text()) if index.is_file() else {}
+    for path in [p for p in target.rglob("*") if p.is_file()]:
+        if path.relative_to(target).as_posix() not in objects:
+            path.unlink()  # gone from S3, or a file a job wrote here (Hadoop's .crc)
+    held = {}
+    for relative, item in sorted(objects.items()):
+        path, version = target / relative, [item["ETag"], item["Size"]]
+        if not (path.is_file() and known.get(relative) == [*version, *file_stamp(path)]):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            s3_hook.get_conn().download_file(bucket, item["Key"], str(path))
+        held[relative] = [*version, *file_stamp(path)]
+    index.parent.mkdir(parents=True, exist_ok=True)
+    index.write_text(json.dumps(held))
+
+
+def file_stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def digests(folder: Path) -> dict[str, str]:
