@@ -39,8 +39,11 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The whole suite on TEST_WORKERS processes (pytest-xdist): a module stays on one worker (its
+# fixtures are module-wide), the costliest tiers are handed out first (tests/tiers.py).
+TEST_WORKERS ?= 2
 test: lint fuse
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # One tier of the suite, cheapest first: test-unit (pure Python), test-dag (dag.test),
 # test-spark (a local SparkSession), test-e2e (emulators, spark-submit), test-services

@@ -52,8 +52,10 @@ os.environ.update(
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the tiers cheapest first (a stable sort: each module keeps its order)."""
-    items.sort(key=lambda item: tiers.tier_rank(m.name for m in item.iter_markers()))
+    """Order the tiers (a stable sort: each module keeps its order). Under pytest-xdist each
+    worker collects, and the controller hands out modules in that order."""
+    parallel = "PYTEST_XDIST_WORKER" in os.environ
+    items.sort(key=lambda item: tiers.tier_rank((m.name for m in item.iter_markers()), parallel))
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

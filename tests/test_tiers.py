@@ -27,6 +27,13 @@ def test_the_tiers_run_cheapest_first():
     assert tier_rank(["skipif"]) > tier_rank(["services"])  # untiered last: it fails anyway
 
 
+def test_parallel_workers_take_the_unit_tier_then_the_costliest_first():
+    order = ("unit", "services", "e2e", "spark", "dag")
+    ranks = [tier_rank([name], parallel=True) for name in order]
+    assert ranks == sorted(ranks) and len(set(ranks)) == 5
+    assert tier_rank(["skipif"], parallel=True) > tier_rank(["dag"], parallel=True)
+
+
 def test_this_suite_has_a_tier_on_every_test(request):
     untiered = [
         problem

@@ -39,11 +39,19 @@ def tier_problem(nodeid: str, marker_names: Iterable[str]) -> str | None:
     return f"{nodeid} has several tier markers ({', '.join(tiers)}): split its module"
 
 
-def tier_rank(marker_names: Iterable[str]) -> int:
+# With several workers (`make test`: pytest-xdist, one module per worker at a time) the unit
+# tier still goes first, then the costliest tier first: the services module alone takes a third
+# of the suite, so it must start early while the other worker goes through the rest.
+PARALLEL_ORDER = ("unit", "services", "e2e", "spark", "dag")
+
+
+def tier_rank(marker_names: Iterable[str], parallel: bool = False) -> int:
     """Where a test runs in the suite: unit tests first (fast feedback, and no session-wide JVM
-    or database exists yet while the guard is on)."""
-    ranks = [TIERS.index(name) for name in marker_names if name in TIERS]
-    return min(ranks, default=len(TIERS))
+    or database exists yet while the guard is on); then by cost, cheapest first when one
+    process runs them all, costliest first when several share them."""
+    order = PARALLEL_ORDER if parallel else TIERS
+    ranks = [order.index(name) for name in marker_names if name in order]
+    return min(ranks, default=len(order))
 
 
 def forbid_outside_world(monkeypatch: pytest.MonkeyPatch) -> None:
