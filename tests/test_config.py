@@ -6,14 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from fruits.config import (
-    ConfigError,
-    Deployment,
-    RunConfig,
-    instance_vcpus,
-    parse_variable,
-    run_date_of,
-)
+from fruits.config import ConfigError, Deployment, RunConfig, parse_variable
+from fruits.nights import run_date_of
+from fruits.spark_sizing import instance_vcpus
 from localdev import lake
 
 pytestmark = pytest.mark.unit

@@ -9,15 +9,10 @@ import pytest
 from botocore.validate import ParamValidator
 
 from fruits import databricks, emr
-from fruits.config import (
-    PLATFORMS,
-    TASK_SLOTS_PER_VCPU,
-    ConfigError,
-    Deployment,
-    RunConfig,
-    run_date_of,
-)
+from fruits.config import PLATFORMS, ConfigError, Deployment, RunConfig
 from fruits.local_platform import local_master
+from fruits.nights import run_date_of
+from fruits.spark_sizing import TASK_SLOTS_PER_VCPU
 from fruits.spark_steps import pipeline_jobs
 from localdev import lake
 
