@@ -90,7 +90,7 @@ from fruits.emr_cluster import (
 )
 from fruits.night_facts import emr_cost_estimate, night_facts
 from fruits.nights import run_date_of
-from fruits.retry import RETRY_TRANSIENT_AWS_ERRORS
+from fruits.retry import RETRY_ONLY_TRANSIENT_AWS_ERRORS, RETRY_TRANSIENT_AWS_ERRORS
 from fruits.spark_steps import JOB_ORDER, SparkJob, pipeline_jobs
 
 log = logging.getLogger(__name__)
@@ -351,7 +351,7 @@ def plan_export(run: RunConfig, dag_run=None) -> list[dict]:
 def connections_needed(platform: Platform) -> list[str]:
     """Every platform reads and writes the lake and publishes to Azure."""
     needed = [DEPLOYMENT.aws_conn_id, DEPLOYMENT.wasb_conn_id]
-    return needed + [DEPLOYMENT.databricks_conn_id] if platform is Platform.DATABRICKS else needed
+    return needed + [DEPLOYMENT.databricks_conn_id] if platform == Platform.DATABRICKS else needed
 
 
 def check_connections_exist(*conn_ids: str) -> None:
@@ -465,7 +465,9 @@ def release_databricks_run(run_task_id: str, ti=None) -> str:
     return f"run {run_id} was {state.life_cycle_state}: cancelled"
 
 
-@task(execution_timeout=SPARK_WAIT)
+# An S3 error that outlasts botocore's attempts while staging: try again. A failed Spark job is
+# final (re-run the date), as on EMR and Databricks.
+@task(execution_timeout=SPARK_WAIT, retry_policy=RETRY_ONLY_TRANSIENT_AWS_ERRORS)
 @with_run_config
 def run_locally(run: RunConfig, job: dict, code_uri: str) -> None:
     s3 = lake_hook(run)

@@ -14,6 +14,7 @@ import pytest
 from fruits import emr, iam
 from fruits.config import ConfigError
 from fruits.spark_steps import pipeline_jobs
+from localdev import policies
 
 pytestmark = pytest.mark.unit
 
@@ -369,11 +370,11 @@ def test_the_policies_in_iam_are_rendered_from_the_example_settings(name):
 def test_the_command_line_renders_a_variable_file(tmp_path, capsys):
     variable = tmp_path / "fruits_config.json"
     variable.write_text(json.dumps(MOVED))
-    iam.main(["airflow-role", str(variable)])
+    policies.main(["airflow-role", str(variable)])
     assert json.loads(capsys.readouterr().out) == iam.render("airflow-role", config("moved"))
     variable.write_text(json.dumps({**MOVED, "aws_account_id": ""}))
     with pytest.raises(SystemExit, match="aws_account_id is required"):
-        iam.main(["airflow-role", str(variable)])
+        policies.main(["airflow-role", str(variable)])
 
 
 def test_a_prefix_with_a_wildcard_stays_literal_in_a_policy():

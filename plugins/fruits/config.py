@@ -241,7 +241,7 @@ class RunConfig:
     pca_k: int | None = None  # a fixed k instead, in [1, FEATURE_SIZE]
     # The value of the `project` tag on every cluster: the IAM policies scope EMR by it.
     project_tag: str = "fruits"
-    aws_account_id: str = ""  # only the IAM policies need it (python -m fruits.iam)
+    aws_account_id: str = ""  # only the IAM policies need it (python -m localdev.policies)
     emr: EmrSettings = field(default_factory=EmrSettings)
     databricks: DatabricksSettings = field(default_factory=DatabricksSettings)
 

@@ -1,7 +1,6 @@
 """The three IAM policies, rendered from `fruits_config`: every prefix, the region, the account,
 the subnet, the roles and the project tag come from the same validated settings the DAG runs with.
-
-    python -m fruits.iam airflow-role fruits_config.json > airflow-role.json
+(The command that prints them is `python -m localdev.policies`.)
 
 - `airflow-role`: what the Airflow workers do on platforms emr and databricks (upload the code
   bundle, check the weights, clear a date's run folder, read what the export copies) and EMR
@@ -19,7 +18,6 @@ policy with parliament (AWS's action and resource tables).
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -27,7 +25,7 @@ from typing import Any
 
 import boto3
 
-from fruits.config import ConfigError, Deployment, RunConfig, parse_variable
+from fruits.config import ConfigError, Deployment, RunConfig
 from fruits.emr import PROJECT_TAG_KEY
 from fruits.lake import split_s3_uri
 
@@ -349,20 +347,3 @@ def config_from_variable(variable: dict[str, Any]) -> RunConfig:
     date and platform only make the settings complete."""
     params = {"run_date": date.today().isoformat(), "platform": "emr"}
     return RunConfig.build(params, variable, Deployment())
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) != 2 or argv[0] not in DOCUMENTS:
-        raise SystemExit(
-            f"usage: python -m fruits.iam {{{'|'.join(DOCUMENTS)}}} fruits_config.json"
-        )
-    name, variable_file = argv
-    try:
-        config = config_from_variable(parse_variable(Path(variable_file).read_text()))
-        print(json.dumps(render(name, config), indent=2))
-    except ConfigError as error:
-        raise SystemExit(str(error)) from None
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
