@@ -62,6 +62,11 @@ REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 IAM_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# A KMS key's ARN (an alias cannot be granted in an IAM policy): a single- or multi-Region key.
+KMS_KEY_ARN = re.compile(
+    r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/"
+    r"(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
 # One owner per setting: the run form (Params) owns a run's choices, the deployment (FRUITS_*)
 # the connection ids; fruits_config owns everything else and may not shadow either.
 RUN_FORM_SETTINGS = ("platform", "run_date", "input_prefix", "pca_variance", "pca_k")
@@ -242,6 +247,9 @@ class RunConfig:
     # The value of the `project` tag on every cluster: the IAM policies scope EMR by it.
     project_tag: str = "fruits"
     aws_account_id: str = ""  # only the IAM policies need it (python -m localdev.policies)
+    # The key of the lake bucket's SSE-KMS encryption, if it has one: the IAM policies grant its
+    # use through S3 (reading and writing objects encrypted with it needs it).
+    lake_kms_key_arn: str = ""
     emr: EmrSettings = field(default_factory=EmrSettings)
     databricks: DatabricksSettings = field(default_factory=DatabricksSettings)
 
@@ -315,6 +323,7 @@ class RunConfig:
             pca_k=None if pca_k in (None, "") else _typed("pca_k", pca_k, int),
             project_tag=str(variable.get("project_tag", cls.default("project_tag"))),
             aws_account_id=str(variable.get("aws_account_id", cls.default("aws_account_id"))),
+            lake_kms_key_arn=str(variable.get("lake_kms_key_arn", cls.default("lake_kms_key_arn"))),
             emr=emr,
             databricks=databricks,
         )
@@ -443,6 +452,13 @@ class RunConfig:
             "aws_account_id",
             self.aws_account_id,
             "12 digits",
+        )
+        _check(
+            self.lake_kms_key_arn == "" or bool(KMS_KEY_ARN.match(self.lake_kms_key_arn)),
+            "lake_kms_key_arn",
+            self.lake_kms_key_arn,
+            "the ARN of the lake bucket's KMS key, arn:aws:kms:<region>:<account>:key/<key id> "
+            "(not an alias: IAM grants a key by its ARN)",
         )
         _check(
             self.emr.subnet_id == "" or bool(SUBNET_ID.match(self.emr.subnet_id)),

@@ -126,6 +126,24 @@ def list_the_lake(arns: Arns, config: RunConfig) -> dict[str, Any]:
     return statement("ListTheLake", ["s3:ListBucket"], [arns.s3(config.lake_bucket)])
 
 
+def use_the_lakes_kms_key(config: RunConfig) -> list[dict[str, Any]]:
+    """On a lake encrypted with SSE-KMS: S3 asks KMS, as the caller, to decrypt an object's data
+    key on every GetObject (kms:Decrypt) and for a new one on every PutObject and multipart
+    upload (kms:GenerateDataKey, and kms:Decrypt to complete a multipart upload): Amazon S3 User
+    Guide, "Using server-side encryption with AWS KMS keys" and "Multipart upload API and
+    permissions". Only through S3 in the lake's region (kms:ViaService). Nothing without a key."""
+    if not config.lake_kms_key_arn:
+        return []
+    return [
+        statement(
+            "UseTheLakesKmsKeyThroughS3",
+            ["kms:Decrypt", "kms:GenerateDataKey"],
+            [config.lake_kms_key_arn],
+            {"StringEquals": {"kms:ViaService": f"s3.{config.region}.amazonaws.com"}},
+        )
+    ]
+
+
 # --- the three policies -----------------------------------------------------------------------
 
 
@@ -189,6 +207,7 @@ def airflow_role(config: RunConfig) -> dict[str, Any]:
                 "PassTheServiceRoleToEmr", arns.role(config.emr.service_role), "elasticmapreduce"
             ),
             pass_role("PassTheInstanceRoleToEc2", arns.role(config.emr.instance_role), "ec2"),
+            *use_the_lakes_kms_key(config),
         ]
     )
 
@@ -227,6 +246,7 @@ def ec2_instance_profile(config: RunConfig) -> dict[str, Any]:
                 objects_under(arns, config, *written),
             ),
             list_the_lake(arns, config),
+            *use_the_lakes_kms_key(config),
         ]
     )
 
