@@ -491,7 +491,7 @@ def verify_and_publish(
     sources, target = export.night_sources(run), night_export_target(run, dag_run)
     facts = {  # read first: a night whose outputs lack them is not published
         "run_date": run.run_date,
-        "platform": run.platform,
+        "platform": run.platform.value,
         **night_facts(lake_hook(run), run),
         **emr_cost(run, ti, emr_cluster_task),
     }
@@ -520,9 +520,9 @@ def verify_and_publish(
 
 def emr_cost(run: RunConfig, ti, cluster_task: str) -> dict:
     """On EMR, the cluster's instance-hours so far at the configured price; nothing elsewhere.
-    The cluster's id is pulled, not passed as `.output`: a task downstream of the create (a
-    setup) would re-create the cluster whenever it is cleared, and be skipped on the other
-    platforms."""
+    The id is pulled from the create task (named by the operator itself), not passed as its
+    `.output`: that would make the create an upstream of verify_and_publish, which the branch
+    skips on the other platforms, and skip the publishing with it."""
     if run.platform is not Platform.EMR:
         return {}
     cluster_id = ti.xcom_pull(task_ids=cluster_task)
