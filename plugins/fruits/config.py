@@ -8,7 +8,10 @@ Three sources, merged in one place:
 - the run's Params (the trigger form): date, input prefix, PCA variance or k, platform.
 
 `RunConfig.build(...)` validates everything before any cluster exists and says which setting is
-wrong. Credentials never pass through here: they live in Airflow connections only.
+wrong. Each setting has one owner: a RunConfig field's default is the default for fruits_config
+and the run form alike. Credentials never pass through here: they live in Airflow connections.
+(The run's lake locations, `run_prefix` and the partitions, are RunConfig properties for now.
+Spark sizing is `fruits.spark_sizing`'s, the date a run processes `fruits.nights`'.)
 """
 
 from __future__ import annotations
