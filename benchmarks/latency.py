@@ -30,7 +30,7 @@ from benchmarks import add_data_arguments
 from benchmarks.featurize import JobRun, load_features, median_run, min_cosine_to_keras, run_ours
 from benchmarks.keras_reference import cosine_rows
 from benchmarks.slow_fs import missing_requirements, mounted, signals_raise
-from fruits.config import TASK_SLOTS_PER_VCPU
+from fruits.spark_sizing import TASK_SLOTS_PER_VCPU
 
 LATENCIES_MS = (0, 10, 30, 100)
 

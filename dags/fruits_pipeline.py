@@ -49,7 +49,6 @@ from pathlib import Path
 from airflow.providers.amazon.aws.hooks.emr import EmrHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.emr import EmrAddStepsOperator
-from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.providers.databricks.hooks.databricks import DatabricksHook, RunState
 from airflow.providers.databricks.operators.databricks import (
     DatabricksCreateJobsOperator,
@@ -74,17 +73,23 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from fruits import code_bundle, databricks, emr, export, lake, local_platform, weights
 from fruits.config import (
+    FEATURE_SIZE,
     PLATFORMS,
     ConfigError,
     Deployment,
+    Platform,
     RunConfig,
     parse_variable,
-    run_date_of,
+    with_run_config,
 )
-from fruits.emr_cluster import CreateRunClusterOperator, TerminateRunClustersOperator
+from fruits.emr_cluster import (
+    CreateRunClusterOperator,
+    TerminateRunClustersOperator,
+    WatchStepSensor,
+)
 from fruits.night_facts import emr_cost_estimate, night_facts
-from fruits.night_order import WaitForEarlierNights
-from fruits.retry import RETRY_TRANSIENT_AWS_ERRORS
+from fruits.night_runs import WaitForEarlierNights, run_date_of
+from fruits.retry import RETRY_ONLY_TRANSIENT_AWS_ERRORS, RETRY_TRANSIENT_AWS_ERRORS
 from fruits.spark_steps import JOB_ORDER, SparkJob, pipeline_jobs
 
 log = logging.getLogger(__name__)
@@ -152,7 +157,7 @@ def report_failure(context) -> None:
             description="Key prefix of the photos in the lake bucket. Empty: fruits_config's.",
         ),
         "pca_variance": Param(
-            0.95,
+            RunConfig.default("pca_variance"),
             type="number",
             exclusiveMinimum=0,
             maximum=1,
@@ -163,12 +168,12 @@ def report_failure(context) -> None:
             None,
             type=["null", "integer"],
             minimum=1,
-            maximum=1280,
+            maximum=FEATURE_SIZE,
             title="PCA k (optional)",
             description="A fixed number of components; overrides the target variance.",
         ),
         "platform": Param(
-            DEPLOYMENT.default_platform,
+            DEPLOYMENT.default_platform.value,
             enum=list(PLATFORMS),
             title="Platform",
             description="emr (production), local (Spark local mode), databricks.",
@@ -178,36 +183,35 @@ def report_failure(context) -> None:
     doc_md=__doc__,
 )
 def fruits_pipeline():
-    plan = resolve_config()
-    (
-        WaitForEarlierNights(  # a backfill runs several nights at once: each waits for the one before
-            task_id="wait_for_earlier_nights",
-            poll_interval_s=DEPLOYMENT.poll_interval_s,
-            wait_timeout=timedelta(seconds=DEPLOYMENT.run_timeout_s),
-        )
-        >> plan["config"]
+    config = resolve_config()  # each setting is also an XCom of its own: config["region"]
+    nights_in_order = WaitForEarlierNights(  # a backfill runs several nights at once
+        task_id="wait_for_earlier_nights",
+        poll_interval_s=DEPLOYMENT.poll_interval_s,
+        wait_timeout=timedelta(seconds=DEPLOYMENT.run_timeout_s),
     )
-    photos = find_new_photos(plan["config"])  # none: the night succeeds here, nothing published
+    nights_in_order >> config
+    photos = find_new_photos(config)  # none: the night succeeds here, nothing published
     with TaskGroup("setup", tooltip="the code, the weights, the jobs; the night cleared") as setup:
-        code_uri = upload_spark_jobs(plan["config"])
-        check_weights(plan["config"])
-        jobs = plan_spark_jobs(plan["config"])
-        clear_night_outputs(plan["config"])
+        code_uri = upload_spark_jobs(config)
+        check_weights(config)
+        jobs = plan_spark_jobs(config)
+        clear_night_outputs(config)
+    emr_group, emr_cluster = on_emr(config, jobs, code_uri)
     platforms = {
-        "emr": on_emr(plan, jobs, code_uri),
-        "local": on_local(plan, jobs, code_uri),
-        "databricks": on_databricks(plan, jobs, code_uri),
+        Platform.EMR: emr_group,
+        Platform.LOCAL: on_local(config, jobs, code_uri),
+        Platform.DATABRICKS: on_databricks(config, jobs, code_uri),
     }
-    platform = choose_platform(plan["config"], {p: g.group_id for p, g in platforms.items()})
+    platform = choose_platform(config, {p.value: g.group_id for p, g in platforms.items()})
     chain(photos, setup, platform, list(platforms.values()))
-    chain(list(platforms.values()), publish(plan))
+    chain(list(platforms.values()), publish(config, emr_cluster.task_id))
 
 
-def on_emr(plan, jobs, code_uri) -> TaskGroup:
+def on_emr(config, jobs, code_uri) -> tuple[TaskGroup, CreateRunClusterOperator]:
     """One cluster per run, a step and a watcher per job; the cluster always terminated."""
     with TaskGroup("emr", tooltip="an EMR cluster per run, one step per job") as group:
-        job_flow = emr_job_flow(plan["config"], code_uri)
-        aws = {"aws_conn_id": DEPLOYMENT.aws_conn_id, "region_name": plan["region"]}
+        job_flow = emr_job_flow(config, code_uri)
+        aws = {"aws_conn_id": DEPLOYMENT.aws_conn_id, "region_name": config["region"]}
         create_cluster = CreateRunClusterOperator(  # a retried create reuses the run's cluster
             task_id="create_emr_cluster",
             job_flow_overrides=job_flow,
@@ -224,10 +228,10 @@ def on_emr(plan, jobs, code_uri) -> TaskGroup:
                 retries=0,  # a retried add would run the step twice (apache/airflow#28704)
                 **aws,
             )
-            watch_step = EmrStepSensor(
+            watch_step = WatchStepSensor(
                 task_id=f"watch_{name}_step",
                 job_flow_id=create_cluster.output,
-                step_id=f"{{{{ ti.xcom_pull(task_ids='{add_step.task_id}')[0] }}}}",  # one step
+                step_id=add_step.output,  # the ids of the steps added: this job's one
                 poke_interval=DEPLOYMENT.poll_interval_s,
                 max_attempts=DEPLOYMENT.spark_wait_s // DEPLOYMENT.poll_interval_s,
                 timeout=DEPLOYMENT.spark_wait_s,
@@ -245,27 +249,25 @@ def on_emr(plan, jobs, code_uri) -> TaskGroup:
             task_id="terminate_emr_cluster", job_flow=job_flow, **aws
         ).as_teardown(setups=[job_flow, create_cluster])
         chain(*emr_path, terminate_cluster)
-    return group
+    return group, create_cluster
 
 
-def on_local(plan, jobs, code_uri) -> TaskGroup:
+def on_local(config, jobs, code_uri) -> TaskGroup:
     """The same jobs with Spark in local mode, inputs staged from S3."""
     with TaskGroup("local", tooltip="the same jobs, Spark in local mode") as group:
         chain(
             *(
-                run_locally.override(task_id=f"run_{name}_locally")(
-                    jobs[name], code_uri, plan["config"]
-                )
+                run_locally.override(task_id=f"run_{name}_locally")(config, jobs[name], code_uri)
                 for name in JOB_ORDER
             )
         )
     return group
 
 
-def on_databricks(plan, jobs, code_uri) -> TaskGroup:
+def on_databricks(config, jobs, code_uri) -> TaskGroup:
     """The same jobs as one Databricks job on a job cluster."""
     with TaskGroup("databricks", tooltip="the same jobs as one Databricks job") as group:
-        databricks_job = databricks_job_settings(plan["config"], jobs, code_uri)
+        databricks_job = databricks_job_settings(config, jobs, code_uri)
         define_job = DatabricksCreateJobsOperator(  # creates the named job, or resets it
             task_id="define_databricks_job",
             json=databricks_job["settings"],
@@ -287,13 +289,12 @@ def on_databricks(plan, jobs, code_uri) -> TaskGroup:
     return group
 
 
-def publish(plan) -> TaskGroup:
-    """Copy the night's partitions and models to Azure, verify, point LATEST.json at them."""
+def publish(config, emr_cluster_task: str) -> TaskGroup:
+    """Copy the night's partitions and models to Azure, verify, point LATEST.json at them (and
+    on EMR, say what the cluster cost, from the task that created it)."""
     with TaskGroup("publish", tooltip="S3 -> Azure Blob, verified, LATEST.json") as group:
         # After whichever platform ran: the other two are skipped.
-        copies = plan_export.override(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(
-            plan["config"]
-        )
+        copies = plan_export.override(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)(config)
         copy_to_azure = S3ToAzureBlobStorageOperator.partial(
             task_id="copy_to_azure",
             aws_conn_id=DEPLOYMENT.aws_conn_id,
@@ -301,15 +302,16 @@ def publish(plan) -> TaskGroup:
             create_container=True,
             replace=True,  # the target folder is this run's own, emptied before each try
             s3_verify=DEPLOYMENT.s3_verify,
-            pre_execute=prepare_copy,
+            pre_execute=empty_copy_target,
         ).expand_kwargs(copies)  # one copy per folder of the night's outputs
-        chain(copy_to_azure, verify_and_publish(plan["config"]))
+        chain(copy_to_azure, verify_and_publish(config, emr_cluster_task))
     return group
 
 
 @task(multiple_outputs=True)
 def resolve_config(params=None, dag_run=None) -> dict:
-    """Validate every setting before anything is created; what later tasks template from."""
+    """Validate every setting before anything is created: the run's config, which every later
+    task is given (`with_run_config`), and each setting an XCom the operators template from."""
     try:
         variable = parse_variable(Variable.get("fruits_config", default=None))
         run_date = run_date_of(params["run_date"], dag_run.logical_date, dag_run.run_after)
@@ -317,19 +319,20 @@ def resolve_config(params=None, dag_run=None) -> dict:
         check_connections_exist(*connections_needed(config.platform))
     except ConfigError as error:
         raise AirflowFailException(f"invalid configuration: {error}") from None
-    return {"config": config.to_dict(), "region": config.region}
+    return config.to_dict()
 
 
 @task
-def plan_export(config: dict, dag_run=None) -> list[dict]:
-    run = RunConfig.from_dict(config)
-    return export.export_copies(export.night_sources(run), export_target(run, dag_run))
+@with_run_config
+def plan_export(run: RunConfig, dag_run=None) -> list[dict]:
+    target = night_export_target(run, dag_run)
+    return export.export_copies(export.night_sources(run), target, s3_region=run.region)
 
 
-def connections_needed(platform: str) -> list[str]:
+def connections_needed(platform: Platform) -> list[str]:
     """Every platform reads and writes the lake and publishes to Azure."""
     needed = [DEPLOYMENT.aws_conn_id, DEPLOYMENT.wasb_conn_id]
-    return needed + [DEPLOYMENT.databricks_conn_id] if platform == "databricks" else needed
+    return needed + [DEPLOYMENT.databricks_conn_id] if platform == Platform.DATABRICKS else needed
 
 
 def check_connections_exist(*conn_ids: str) -> None:
@@ -345,29 +348,30 @@ def check_connections_exist(*conn_ids: str) -> None:
 
 
 @task
-def upload_spark_jobs(config: dict) -> str:
-    run = RunConfig.from_dict(config)
+@with_run_config
+def upload_spark_jobs(run: RunConfig) -> str:
     return code_bundle.upload_bundle(
         lake_hook(run), run.lake_bucket, run.code_prefix, SPARK_JOBS_DIR
     )
 
 
 @task
-def check_weights(config: dict) -> dict:
-    run = RunConfig.from_dict(config)
+@with_run_config
+def check_weights(run: RunConfig) -> dict:
     return weights.verify_weights(lake_hook(run), run.weights_uri, run.weights_sha256)
 
 
 @task(multiple_outputs=True)
-def plan_spark_jobs(config: dict) -> dict:
-    return {job.name: job.to_dict() for job in pipeline_jobs(RunConfig.from_dict(config))}
+@with_run_config
+def plan_spark_jobs(run: RunConfig) -> dict:
+    return {job.name: job.to_dict() for job in pipeline_jobs(run)}
 
 
 @task.short_circuit
-def find_new_photos(config: dict) -> int:
+@with_run_config
+def find_new_photos(run: RunConfig) -> int:
     """How many photos the night has. None: the night succeeds here, says so, and publishes
     nothing (every later task is skipped, so no cluster is made and no copy is duplicated)."""
-    run = RunConfig.from_dict(config)
     photos = lake.count_photos(lake_hook(run), run.lake_bucket, run.input_prefix_of_night)
     if not photos:
         log.info("No new photos under %s/: nothing to do for %s.", run.input_uri, run.run_date)
@@ -377,13 +381,13 @@ def find_new_photos(config: dict) -> int:
 
 
 @task
-def clear_night_outputs(config: dict) -> int:
+@with_run_config
+def clear_night_outputs(run: RunConfig) -> int:
     """Empty runs/<date>/, the night's vectors and its kept statistics (PCA's moments, the
     classifier's class sums and evaluation) first: whatever a failed or older run of the date
     left there, this run's outputs are all the export will find, and no later night reuses
     statistics of features this run replaces. (Featurize replaces its own partitions; the
     published copy in Azure stays until the new one is verified.)"""
-    run = RunConfig.from_dict(config)
     prefixes = (
         run.run_prefix,
         run.vectors_partition_prefix,
@@ -393,14 +397,15 @@ def clear_night_outputs(config: dict) -> int:
 
 
 @task.branch
-def choose_platform(config: dict, groups: dict[str, str]) -> str:
+@with_run_config
+def choose_platform(run: RunConfig, groups: dict[str, str]) -> str:
     """The task group of the run's platform; the others are skipped."""
-    return groups[config["platform"]]  # validated by resolve_config: one of PLATFORMS
+    return groups[run.platform]
 
 
 @task
-def emr_job_flow(config: dict, code_uri: str, run_id=None) -> dict:
-    run = RunConfig.from_dict(config)
+@with_run_config
+def emr_job_flow(run: RunConfig, code_uri: str, run_id=None) -> dict:
     lock = (SPARK_JOBS_DIR / code_bundle.REQUIREMENTS_LOCK).read_bytes()
     wheels = code_bundle.wheelhouse_uri(run.lake_bucket, run.code_prefix, lock)
     return emr.job_flow(run, code_uri, run_id, wheels)
@@ -415,9 +420,10 @@ def emr_steps(jobs: dict, code_uri: str) -> dict:
 
 
 @task(multiple_outputs=True)
-def databricks_job_settings(config: dict, jobs: dict, code_uri: str, run_id=None) -> dict:
+@with_run_config
+def databricks_job_settings(run: RunConfig, jobs: dict, code_uri: str, run_id=None) -> dict:
     settings = databricks.job_settings(
-        RunConfig.from_dict(config),
+        run,
         [SparkJob.from_dict(jobs[name]) for name in JOB_ORDER],
         code_uri,
         (SPARK_JOBS_DIR / code_bundle.REQUIREMENTS_LOCK).read_text(),
@@ -440,19 +446,18 @@ def release_databricks_run(run_task_id: str, ti=None) -> str:
     return f"run {run_id} was {state.life_cycle_state}: cancelled"
 
 
-@task(execution_timeout=SPARK_WAIT)
-def run_locally(job: dict, code_uri: str, config: dict) -> None:
-    s3 = lake_hook(RunConfig.from_dict(config))
+# An S3 error that outlasts botocore's attempts while staging: try again. A failed Spark job is
+# final (re-run the date), as on EMR and Databricks.
+@task(execution_timeout=SPARK_WAIT, retry_policy=RETRY_ONLY_TRANSIENT_AWS_ERRORS)
+@with_run_config
+def run_locally(run: RunConfig, job: dict, code_uri: str) -> None:
+    s3 = lake_hook(run)
     local_platform.run_job(SparkJob.from_dict(job), code_uri, s3, DEPLOYMENT.scratch_dir)
 
 
-def prepare_copy(context) -> None:
-    """Before each try of a copy: S3 read in the lake's region, into an empty folder (the
-    provider never overwrites)."""
+def empty_copy_target(context) -> None:
+    """Before each try of a copy: its target folder emptied (the provider never overwrites)."""
     copy = context["task"]
-    copy.s3_extra_args = {  # not a templated field of the provider's operator
-        "region_name": context["ti"].xcom_pull(task_ids="resolve_config", key="region")
-    }
     with suppress(ResourceNotFoundError):  # no container yet: nothing to empty
         WasbHook(wasb_conn_id=DEPLOYMENT.wasb_conn_id).delete_file(
             copy.container_name, copy.blob_prefix + "/", is_prefix=True, ignore_if_missing=True
@@ -460,14 +465,16 @@ def prepare_copy(context) -> None:
 
 
 @task(outlets=[PUBLISHED_IN_AZURE, WRITTEN_IN_S3])
-def verify_and_publish(config: dict, dag_run=None, ti=None, outlet_events=None) -> dict:
-    run = RunConfig.from_dict(config)
-    sources, target = export.night_sources(run), export_target(run, dag_run)
+@with_run_config
+def verify_and_publish(
+    run: RunConfig, emr_cluster_task: str, dag_run=None, ti=None, outlet_events=None
+) -> dict:
+    sources, target = export.night_sources(run), night_export_target(run, dag_run)
     facts = {  # read first: a night whose outputs lack them is not published
         "run_date": run.run_date,
-        "platform": run.platform,
+        "platform": run.platform.value,
         **night_facts(lake_hook(run), run),
-        **emr_cost(run, ti),
+        **emr_cost(run, ti, emr_cluster_task),
     }
     pointer = export.verify_and_publish(
         lake_hook(run),
@@ -492,11 +499,14 @@ def verify_and_publish(config: dict, dag_run=None, ti=None, outlet_events=None) 
     return pointer
 
 
-def emr_cost(run: RunConfig, ti) -> dict:
-    """On EMR, the cluster's instance-hours so far at the configured price; nothing elsewhere."""
-    if run.platform != "emr":
+def emr_cost(run: RunConfig, ti, cluster_task: str) -> dict:
+    """On EMR, the cluster's instance-hours so far at the configured price; nothing elsewhere.
+    The id is pulled from the create task (named by the operator itself), not passed as its
+    `.output`: that would make the create an upstream of verify_and_publish, which the branch
+    skips on the other platforms, and skip the publishing with it."""
+    if run.platform is not Platform.EMR:
         return {}
-    cluster_id = ti.xcom_pull(task_ids="emr.create_emr_cluster")
+    cluster_id = ti.xcom_pull(task_ids=cluster_task)
     client = EmrHook(aws_conn_id=DEPLOYMENT.aws_conn_id, region_name=run.region).conn
     return emr_cost_estimate(client, cluster_id, run.emr.usd_per_normalized_hour)
 
@@ -507,15 +517,8 @@ def lake_hook(run: RunConfig) -> S3Hook:
     )
 
 
-def export_target(config: RunConfig, dag_run) -> export.ExportTarget:
-    """A folder per run and per clearing of it: a re-run never writes where LATEST.json points."""
-    return export.ExportTarget(
-        container=config.azure_container,
-        azure_prefix=config.azure_prefix,
-        run_date=config.run_date,
-        date_prefix=export.date_prefix(config),
-        attempt=export.attempt_name(dag_run.run_id, dag_run.clear_number or 0),
-    )
+def night_export_target(run: RunConfig, dag_run) -> export.ExportTarget:
+    return export.export_target(run, dag_run.run_id, dag_run.clear_number or 0)
 
 
 fruits_pipeline()

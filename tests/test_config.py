@@ -7,13 +7,16 @@ from pathlib import Path
 import pytest
 
 from fruits.config import (
+    FEATURE_SIZE,
+    PREFIXES,
     ConfigError,
     Deployment,
+    Platform,
     RunConfig,
-    instance_vcpus,
     parse_variable,
-    run_date_of,
 )
+from fruits.night_runs import run_date_of
+from fruits.spark_sizing import instance_vcpus
 from localdev import lake
 
 pytestmark = pytest.mark.unit
@@ -123,6 +126,8 @@ def test_a_runs_date_comes_from_the_form_then_logical_date_then_run_after(
         # One owner per setting: fruits_config may not shadow the run form or the deployment.
         ({}, {"pca_k": 3}, "pca_k is a run setting"),
         ({}, {"aws_conn_id": "other"}, "set FRUITS_AWS_CONN_ID"),
+        ({}, {"databricks_conn_id": "other"}, "set FRUITS_DATABRICKS_CONN_ID"),
+        ({}, {"step_timeout_s": 60}, "set FRUITS_STEP_TIMEOUT_S"),
     ],
 )
 def test_a_setting_of_the_wrong_type_or_owner_is_named(params, variable, named):
@@ -191,3 +196,102 @@ def test_the_spark_jobs_folder_is_a_checked_setting(tmp_path):
     relative = Deployment.from_env({"FRUITS_SPARK_JOBS_DIR": "spark_jobs"})
     with pytest.raises(ConfigError, match="FRUITS_SPARK_JOBS_DIR='spark_jobs'.*absolute"):
         relative.spark_jobs_folder(beside_dags, jobs)
+
+
+def test_every_deployment_setting_is_read_from_its_fruits_variable():
+    """fruits_config refuses every Deployment field, naming FRUITS_<NAME> (config's
+    DEPLOYMENT_SETTINGS is derived from the dataclass): each of those variables must be the one
+    Deployment.from_env reads."""
+    from dataclasses import fields
+
+    given = {
+        "aws_conn_id": "a",
+        "wasb_conn_id": "w",
+        "databricks_conn_id": "d",
+        "default_platform": "local",
+        "s3_verify": "/etc/ca.pem",
+        "step_timeout_s": "7200",
+        "step_grace_s": "600",
+        "poll_interval_s": "30",
+        "deferrable": "false",
+        "retry_delay_s": "5",
+        "task_timeout_s": "600",
+        "run_timeout_s": "100000",
+        "scratch_dir": "/tmp/elsewhere",
+        "spark_jobs_dir": "/opt/spark_jobs",
+    }
+    assert set(given) == {f.name for f in fields(Deployment)}
+    read = Deployment.from_env({f"FRUITS_{name.upper()}": value for name, value in given.items()})
+    assert {name: getattr(read, name) != getattr(Deployment(), name) for name in given} == {
+        name: True for name in given
+    }
+
+
+def test_a_setting_left_out_takes_its_one_default():
+    """The defaults a fruits_config without them gets, and the run form's: RunConfig's fields
+    own them, build and the DAG's Params read them there."""
+    bare = {k: v for k, v in VARIABLE.items() if k not in ("landing_prefix", "azure_prefix")}
+    config = RunConfig.build({"run_date": "2026-11-25"}, bare, Deployment())
+    assert {
+        name: getattr(config, name)
+        for name in (
+            "landing_prefix",
+            "features_prefix",
+            "quarantine_prefix",
+            "vectors_prefix",
+            "moments_prefix",
+            "runs_prefix",
+            "code_prefix",
+            "logs_prefix",
+            "model_cache_prefix",
+            "azure_prefix",
+            "pca_variance",
+            "pca_k",
+            "project_tag",
+            "lake_kms_key_arn",
+        )
+    } == {
+        "landing_prefix": "landing",
+        "features_prefix": "features",
+        "quarantine_prefix": "quarantine",
+        "vectors_prefix": "vectors",
+        "moments_prefix": "moments",
+        "runs_prefix": "runs",
+        "code_prefix": "code",
+        "logs_prefix": "emr-logs",
+        "model_cache_prefix": "models/compiled",
+        "azure_prefix": "fruits",
+        "pca_variance": 0.95,
+        "pca_k": None,
+        "project_tag": "fruits",
+        "lake_kms_key_arn": "",
+    }
+    assert all(getattr(config, name) == RunConfig.default(name) for name in PREFIXES)
+
+
+def test_pca_k_is_bounded_by_the_jobs_feature_size():
+    """The run form's and the config's maximum k is the featurize job's vector size
+    (spark_jobs/backbone.py, read without importing TensorFlow)."""
+    import ast
+
+    tree = ast.parse((REPO / "spark_jobs" / "backbone.py").read_text())
+    (size,) = [
+        node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "FEATURE_SIZE"
+    ]
+    assert size == FEATURE_SIZE
+    build({"pca_k": size})
+    with pytest.raises(ConfigError, match=f"an integer in \\[1, {size}\\]"):
+        build({"pca_k": size + 1})
+
+
+def test_the_platform_is_a_type_and_travels_as_text():
+    config = build({"platform": "databricks"})
+    assert config.platform is Platform.DATABRICKS
+    assert type(config.to_dict()["platform"]) is str  # XCom stores JSON
+    assert RunConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="platform='gcp' is invalid"):
+        build({"platform": "gcp"})
+    with pytest.raises(ConfigError, match="FRUITS_DEFAULT_PLATFORM='gcp' is invalid"):
+        Deployment.from_env({"FRUITS_DEFAULT_PLATFORM": "gcp"})

@@ -9,15 +9,10 @@ import pytest
 from botocore.validate import ParamValidator
 
 from fruits import databricks, emr
-from fruits.config import (
-    PLATFORMS,
-    TASK_SLOTS_PER_VCPU,
-    ConfigError,
-    Deployment,
-    RunConfig,
-    run_date_of,
-)
+from fruits.config import PLATFORMS, ConfigError, Deployment, RunConfig
 from fruits.local_platform import local_master
+from fruits.night_runs import run_date_of
+from fruits.spark_sizing import TASK_SLOTS_PER_VCPU
 from fruits.spark_steps import pipeline_jobs
 from localdev import lake
 
@@ -374,3 +369,19 @@ def test_the_steps_are_valid_add_job_flow_steps_requests(params):
     assert flags[2]["--features"] == flags[1]["--features"]  # read: the night, and lost statistics
     assert flags[2]["--moments"] == flags[1]["--moments"]  # kept beside PCA's, cleared with them
     assert flags[2]["--until"] == "2026-11-25"
+
+
+def test_each_watcher_watches_the_step_its_add_task_returned(parsed_dag):
+    """As the Amazon provider's example_emr.py: the sensor is given the add task's `.output`
+    (its list of step ids), not a template pulling a task id spelt out again."""
+    from airflow.sdk.definitions.xcom_arg import PlainXComArg
+
+    from fruits.emr_cluster import only_step
+
+    for name in ("featurize", "pca", "classify"):
+        watcher = parsed_dag.get_task(f"emr.watch_{name}_step")
+        assert isinstance(watcher.step_id, PlainXComArg)
+        assert watcher.step_id.operator is parsed_dag.get_task(f"emr.add_{name}_step")
+    assert only_step(["s-1ABC"]) == "s-1ABC"
+    with pytest.raises(ValueError, match="one added step"):
+        only_step(["s-1", "s-2"])

@@ -14,6 +14,7 @@ import pytest
 from fruits import emr, iam
 from fruits.config import ConfigError
 from fruits.spark_steps import pipeline_jobs
+from localdev import policies
 
 pytestmark = pytest.mark.unit
 
@@ -35,7 +36,10 @@ MOVED = {
     "project_tag": "fruits-staging",
     "emr_subnet_id": "",
 }
-SETTINGS = {"example": EXAMPLE, "moved": MOVED}
+# A lake bucket encrypted with SSE-KMS under its own key.
+KMS_KEY = "arn:aws:kms:us-east-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+SSE_KMS = {**MOVED, "lake_kms_key_arn": KMS_KEY}
+SETTINGS = {"example": EXAMPLE, "moved": MOVED, "sse-kms": SSE_KMS}
 DEFINITIONS = {service["prefix"]: service for service in parliament.iam_definition}
 
 
@@ -369,11 +373,11 @@ def test_the_policies_in_iam_are_rendered_from_the_example_settings(name):
 def test_the_command_line_renders_a_variable_file(tmp_path, capsys):
     variable = tmp_path / "fruits_config.json"
     variable.write_text(json.dumps(MOVED))
-    iam.main(["airflow-role", str(variable)])
+    policies.main(["airflow-role", str(variable)])
     assert json.loads(capsys.readouterr().out) == iam.render("airflow-role", config("moved"))
     variable.write_text(json.dumps({**MOVED, "aws_account_id": ""}))
     with pytest.raises(SystemExit, match="aws_account_id is required"):
-        iam.main(["airflow-role", str(variable)])
+        policies.main(["airflow-role", str(variable)])
 
 
 def test_a_prefix_with_a_wildcard_stays_literal_in_a_policy():
@@ -388,8 +392,29 @@ def test_a_prefix_with_a_wildcard_stays_literal_in_a_policy():
         ("aws_account_id", "12345"),
         ("emr_subnet_id", "subnet-*"),
         ("emr_instance_role", "Fruits*"),
+        ("lake_kms_key_arn", "arn:aws:kms:us-east-2:123456789012:key/*"),
+        ("lake_kms_key_arn", "arn:aws:kms:us-east-2:123456789012:alias/fruits-lake"),
     ],
 )
 def test_settings_that_would_widen_a_policy_are_refused(setting, value):
     with pytest.raises(ConfigError, match=setting):
         iam.config_from_variable({**EXAMPLE, setting: value})
+
+
+@pytest.mark.parametrize("name", ["airflow-role", "ec2-instance-profile"])
+def test_an_sse_kms_lake_grants_its_key_through_s3_only(name):
+    """Both roles read and write lake objects: on a bucket encrypted with SSE-KMS, S3 calls KMS
+    as the caller, kms:Decrypt for a GetObject and kms:GenerateDataKey for a PutObject or a
+    multipart upload, which also needs kms:Decrypt to complete (Amazon S3 User Guide, "Using
+    server-side encryption with AWS KMS keys (SSE-KMS)", Permissions; "Multipart upload API and
+    permissions"). Granted on the configured key only, only through S3 in the lake's region;
+    without a key, no KMS action at all. (test_parliament_finds_nothing[...-sse-kms] lints it.)"""
+    policy = iam.render(name, config("sse-kms"))
+    kms = [s for s in policy["Statement"] if any(a.startswith("kms:") for a in actions(s))]
+    assert len(kms) == 1
+    assert sorted(actions(kms[0])) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert kms[0]["Resource"] == [KMS_KEY]
+    assert kms[0]["Condition"] == {"StringEquals": {"kms:ViaService": "s3.us-east-2.amazonaws.com"}}
+    for plain in ("example", "moved"):
+        rendered = iam.render(name, config(plain))["Statement"]
+        assert not [a for s in rendered for a in actions(s) if a.startswith("kms:")]

@@ -94,7 +94,7 @@ ELSEWHERE = {
 RUN_HERE = {
     r"make run": "test_make_run_is_the_local_main_job",
     r"(\$ )?make run ARGS=.*": "test_make_run_flags_parse",
-    r"PYTHONPATH=plugins \.venv/bin/python -m fruits\.iam .*": "test_iam_commands_render",
+    r"PYTHONPATH=plugins \.venv/bin/python -m localdev\.policies .*": "test_iam_commands_render",
     r"\.venv/bin/python -m benchmarks\.\w+.*": "test_benchmark_commands_start",
     r"make featurize .*": "test_make_featurize_runs_as_written",
     r"PYTHONPATH=plugins \.venv/bin/python -m fruits\.local_platform": "test_local_options_print",
@@ -158,6 +158,7 @@ def in_scratch_folder(tmp_path: Path) -> Path:
     for name in (
         ".venv",
         "plugins",
+        "localdev",
         "spark_jobs",
         "benchmarks",
         "Makefile",
@@ -171,7 +172,7 @@ def test_iam_commands_render(tmp_path):
     # Run as written, on the example config the kept policies in iam/ are rendered from.
     folder = in_scratch_folder(tmp_path)
     shutil.copy(REPO / "iam" / "example-fruits_config.json", folder / "fruits_config.json")
-    commands = matching(r"PYTHONPATH=plugins \.venv/bin/python -m fruits\.iam .*")
+    commands = matching(r"PYTHONPATH=plugins \.venv/bin/python -m localdev\.policies .*")
     assert len(commands) == 5, commands  # three policies, two trust policies
     for command in commands:
         subprocess.run(command, shell=True, cwd=folder, check=True, env=without_pythonpath())  # noqa: S602 (as a shell runs it)
@@ -383,14 +384,14 @@ def test_the_dag_list_commands(airflow_db):
 def test_the_aws_iam_commands_run_against_moto(tmp_path):
     """deploy-aws.md's `aws iam` calls, in order, as the AWS CLI maps them onto the API
     (`create-role --role-name X` is CreateRole(RoleName=X), `file://` a file's text), against
-    moto, with the documents the `fruits.iam` commands render and the page's MWAA trust policy
-    for the Airflow role. moto checks each document is a policy IAM would accept."""
+    moto, with the documents the `localdev.policies` commands render and the page's MWAA
+    trust policy for the Airflow role. moto checks each document is a policy IAM would accept."""
     import boto3
     from moto import mock_aws
 
     folder = in_scratch_folder(tmp_path)
     shutil.copy(REPO / "iam" / "example-fruits_config.json", folder / "fruits_config.json")
-    for command in matching(r"PYTHONPATH=plugins \.venv/bin/python -m fruits\.iam .*"):
+    for command in matching(r"PYTHONPATH=plugins \.venv/bin/python -m localdev\.policies .*"):
         run_as_a_shell(command, folder, without_pythonpath())
     deploy = (REPO / "docs" / "deploy-aws.md").read_text()
     mwaa_trust = next(b for b in re.findall(r"```json\n(.*?)```", deploy, re.S) if "airflow" in b)

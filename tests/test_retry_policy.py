@@ -187,3 +187,51 @@ def test_poke_mode_errors_are_judged_alike():
 
 def test_an_error_the_policy_does_not_know_keeps_the_default_retries():
     assert decision(ValueError("something else")) == RetryAction.DEFAULT
+
+
+# --- the local platform's jobs -------------------------------------------------------------------
+
+
+def local_decision(error: BaseException) -> RetryAction:
+    from fruits.retry import RETRY_ONLY_TRANSIENT_AWS_ERRORS
+
+    return RETRY_ONLY_TRANSIENT_AWS_ERRORS.evaluate(error, try_number=1, max_tries=3).action
+
+
+class ExitedWith:
+    """What subprocess.Popen gives local_platform.spark_submit: a job that printed and exited."""
+
+    def __init__(self, code: int):
+        self.code, self.returncode = code, None
+        self.stdout = iter(["Traceback (most recent call last):\n", "ValueError: broke\n"])
+
+    def wait(self) -> int:
+        self.returncode = self.code
+        return self.code
+
+
+def test_a_failed_local_spark_job_is_not_retried(monkeypatch, parsed_dag):
+    """A Spark job that exited non-zero fails again on the same inputs and code: final, as a
+    failed EMR step (its add task has retries=0) and a failed Databricks run are. Before, the
+    DAG's default retries ran it twice more. An S3 error while staging that botocore calls
+    transient is retried; AccessDenied is not."""
+    from fruits import local_platform
+    from fruits.retry import RETRY_ONLY_TRANSIENT_AWS_ERRORS
+
+    for name in ("featurize", "pca", "classify"):
+        task = parsed_dag.get_task(f"local.run_{name}_locally")
+        assert task.retry_policy is RETRY_ONLY_TRANSIENT_AWS_ERRORS
+
+    monkeypatch.setattr(local_platform.subprocess, "Popen", lambda *a, **k: ExitedWith(1))
+    failed = raised(lambda: local_platform.spark_submit(["spark-submit", "x.py"], print, "pca"))
+    assert "spark job pca failed (exit 1)" in str(failed)
+    assert local_decision(failed) == RetryAction.FAIL
+    assert (
+        local_decision(FileNotFoundError("nothing under s3://lake/landing/D")) == RetryAction.FAIL
+    )
+
+    slow_down = {"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}
+    assert local_decision(ClientError(slow_down, "GetObject")) == RetryAction.RETRY
+    assert local_decision(EndpointConnectionError(endpoint_url="e")) == RetryAction.RETRY
+    denied = {"Error": {"Code": "AccessDenied"}, "ResponseMetadata": {"HTTPStatusCode": 403}}
+    assert local_decision(ClientError(denied, "GetObject")) == RetryAction.FAIL

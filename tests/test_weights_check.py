@@ -4,6 +4,7 @@ fails for good (a retry cannot make a missing or different artifact the pinned o
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 
 import pytest
@@ -34,7 +35,8 @@ class LakeObjects:
 def check_weights(parsed_dag, monkeypatch, objects: dict[str, bytes]):
     """The parsed DAG's own task callable, on a run's config, against these lake objects."""
     callable_ = parsed_dag.get_task("setup.check_weights").python_callable
-    monkeypatch.setitem(callable_.__globals__, "lake_hook", lambda run: LakeObjects(objects))
+    dag_module = inspect.unwrap(callable_).__globals__  # the DAG file's, under with_run_config
+    monkeypatch.setitem(dag_module, "lake_hook", lambda run: LakeObjects(objects))
     variable = lake.fruits_config(URI, hashlib.sha256(WEIGHTS).hexdigest())
     config = RunConfig.build({"run_date": "2026-11-25"}, variable, Deployment()).to_dict()
     return callable_(config)

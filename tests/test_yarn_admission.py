@@ -16,7 +16,7 @@ hadoop-yarn-server-resourcemanager, org.apache.hadoop.yarn.server.resourcemanage
 Defaults where the job flow's yarn-site sets nothing: `yarn.scheduler.maximum-allocation-vcores` 4
 (`YarnConfiguration.DEFAULT_RM_SCHEDULER_MAXIMUM_ALLOCATION_VCORES`); a NodeManager's vcores, the
 node's vCPUs as EMR sets them (Hadoop's own `DEFAULT_NM_VCORES` is 8: no more generous for these
-nodes); memory from AWS's EMR "Task configuration" page (`fruits.config.EMR_CORE_NODES`, where
+nodes); memory from AWS's EMR "Task configuration" page (`fruits.spark_sizing.EMR_CORE_NODES`, where
 `yarn.scheduler.maximum-allocation-mb` = `yarn.nodemanager.resource.memory-mb` for every type).
 What Spark 3.5 asks YARN for an executor (`YarnAllocator`, `ResourceProfile`): vcores =
 `spark.executor.cores`; memory = `spark.executor.memory` + `spark.executor.memoryOverhead`
@@ -31,13 +31,8 @@ from typing import NamedTuple
 import pytest
 
 from fruits import emr
-from fruits.config import (
-    EMR_CORE_NODES,
-    TASK_SLOTS_PER_VCPU,
-    ConfigError,
-    Deployment,
-    RunConfig,
-)
+from fruits.config import ConfigError, Deployment, RunConfig
+from fruits.spark_sizing import EMR_CORE_NODES, TASK_SLOTS_PER_VCPU
 from localdev import lake
 
 pytestmark = pytest.mark.unit

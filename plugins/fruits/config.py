@@ -8,7 +8,10 @@ Three sources, merged in one place:
 - the run's Params (the trigger form): date, input prefix, PCA variance or k, platform.
 
 `RunConfig.build(...)` validates everything before any cluster exists and says which setting is
-wrong. Credentials never pass through here: they live in Airflow connections only.
+wrong. Each setting has one owner: a RunConfig field's default is the default for fruits_config
+and the run form alike. Credentials never pass through here: they live in Airflow connections.
+(The run's lake locations, `run_prefix` and the partitions, are RunConfig properties for now.
+Spark sizing is `fruits.spark_sizing`'s, the date a run processes `fruits.night_runs`'.)
 """
 
 from __future__ import annotations
@@ -17,15 +20,30 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
-from datetime import date, datetime, timezone
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from datetime import date
+from enum import StrEnum
+from functools import wraps
 from pathlib import Path
-from typing import Any, NamedTuple, get_type_hints
+from typing import Any, Concatenate, ParamSpec, TypeVar, get_type_hints
 
 from fruits.databricks_runtime import RUNTIME as DATABRICKS_RUNTIME
+from fruits.spark_sizing import EMR_CORE_NODES, EMR_TASK_CONFIG_URL, instance_vcpus
 
-PLATFORMS = ("emr", "local", "databricks")
+
+class Platform(StrEnum):
+    """Where a night's Spark jobs run. The run form and FRUITS_DEFAULT_PLATFORM give the value
+    as plain text; `RunConfig.build` and `Deployment.from_env` turn it into one of these."""
+
+    EMR = "emr"  # production: one EMR cluster per run
+    LOCAL = "local"  # Spark local mode on the Airflow worker, inputs staged from S3
+    DATABRICKS = "databricks"  # one Databricks job run on a job cluster
+
+
+PLATFORMS = tuple(platform.value for platform in Platform)  # the run form's choices
+# PCA keeps at most one component per feature: MobileNetV2's pooled vector has 1280.
+FEATURE_SIZE = 1280
 # Every key prefix of the lake that fruits_config can set (validated alike, each one granted by
 # name in the IAM policies), and the ones whose folders hold the nights' outputs.
 OUTPUT_ROOTS = (
@@ -47,57 +65,18 @@ REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 IAM_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# A KMS key's ARN (an alias cannot be granted in an IAM policy): a single- or multi-Region key.
+KMS_KEY_ARN = re.compile(
+    r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/"
+    r"(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
 # One owner per setting: the run form (Params) owns a run's choices, the deployment (FRUITS_*)
 # the connection ids; fruits_config owns everything else and may not shadow either.
 RUN_FORM_SETTINGS = ("platform", "run_date", "input_prefix", "pca_variance", "pca_k")
-DEPLOYMENT_SETTINGS = ("aws_conn_id", "wasb_conn_id")
-# Spark task slots per vCPU, on every platform (EMR executors, the Databricks job cluster, local
-# mode, make featurize). Each photo is one object-store GET, made by its task in the JVM, one
-# object after the other: with one slot per vCPU a core idles for every GET's latency. With
-# several, other tasks' workers compute meanwhile. Measured by benchmarks/latency
-# (docs/performance.md, "At object-store latency"), with what bounds it: each slot is a Python
-# worker holding its own TFLite interpreter.
-TASK_SLOTS_PER_VCPU = 4
-# An EC2 instance type's size: large (2 vCPUs), xlarge (4) or <n>xlarge (4n), as in every current
-# general-purpose, compute- and memory-optimised family; Databricks names AWS nodes the same way.
 # The night's longest chain of tasks (dags/fruits_pipeline.py, platform emr): its Spark jobs'
 # watchers, and this many other tasks one after the other (tests/test_dag_structure.py counts them
 # in the DAG).
 SPARK_JOBS, SERIAL_TASKS = 3, 13
-INSTANCE_SIZE = re.compile(r"^[a-z][a-z0-9-]*\.(?:(\d*)x)?large$")
-
-
-class EmrNode(NamedTuple):
-    """What an EMR core node offers YARN: its vCPUs, and the memory EMR gives the NodeManager."""
-
-    vcpus: int
-    yarn_memory_mb: (
-        int  # yarn.nodemanager.resource.memory-mb = yarn.scheduler.maximum-allocation-mb
-    )
-
-
-# The core instance types emr_core_instance_type accepts: AWS's figures, from EMR's "Task
-# configuration" defaults (Amazon EMR Release Guide, emr-hadoop-task-config), where
-# yarn.nodemanager.resource.memory-mb and yarn.scheduler.maximum-allocation-mb are equal for each
-# of these types. The executors are sized from them (fruits.emr), so a type whose figures are not
-# here is refused rather than guessed at. General-purpose types only: 4 GiB per vCPU holds the
-# task slots' Python workers (fruits.emr.EXECUTOR_VCPUS); compute-optimised ones (2 GiB) do not.
-EMR_TASK_CONFIG_URL = (
-    "https://docs.aws.amazon.com/emr/latest/ReleaseGuide/emr-hadoop-task-config.html"
-)
-EMR_CORE_NODES = {
-    f"{family}.{size}": EmrNode(vcpus, memory_mb)
-    for family in ("m5", "m5a", "m5d")
-    for size, vcpus, memory_mb in (
-        ("xlarge", 4, 12_288),
-        ("2xlarge", 8, 24_576),
-        ("4xlarge", 16, 57_344),
-        ("8xlarge", 32, 122_880),
-        ("12xlarge", 48, 188_416),
-        ("16xlarge", 64, 253_952),
-        ("24xlarge", 96, 385_024),
-    )
-}
 
 
 class ConfigError(ValueError):
@@ -111,7 +90,7 @@ class Deployment:
     aws_conn_id: str = "fruits_aws"
     wasb_conn_id: str = "fruits_wasb"
     databricks_conn_id: str = "fruits_databricks"
-    default_platform: str = "emr"
+    default_platform: Platform = Platform.EMR
     # TLS verification of S3: "true", "false" (never in production) or a CA bundle path.
     s3_verify: bool | str = True
     # EMR steps run TensorFlow for a long time: generous defaults, deferrable sensors. A Spark
@@ -170,7 +149,9 @@ class Deployment:
             aws_conn_id=env.get("FRUITS_AWS_CONN_ID", cls.aws_conn_id),
             wasb_conn_id=env.get("FRUITS_WASB_CONN_ID", cls.wasb_conn_id),
             databricks_conn_id=env.get("FRUITS_DATABRICKS_CONN_ID", cls.databricks_conn_id),
-            default_platform=env.get("FRUITS_DEFAULT_PLATFORM", cls.default_platform),
+            default_platform=_platform(
+                "FRUITS_DEFAULT_PLATFORM", env.get("FRUITS_DEFAULT_PLATFORM", cls.default_platform)
+            ),
             s3_verify={"true": True, "false": False}.get(verify.lower(), verify),
             step_timeout_s=_env_seconds(env, "FRUITS_STEP_TIMEOUT_S", cls.step_timeout_s),
             step_grace_s=_env_seconds(env, "FRUITS_STEP_GRACE_S", cls.step_grace_s),
@@ -181,12 +162,6 @@ class Deployment:
             run_timeout_s=_env_seconds(env, "FRUITS_RUN_TIMEOUT_S", cls.run_timeout_s),
             scratch_dir=env.get("FRUITS_SCRATCH_DIR") or cls.scratch_dir,
             spark_jobs_dir=env.get("FRUITS_SPARK_JOBS_DIR", cls.spark_jobs_dir),
-        )
-        _check(
-            deployment.default_platform in PLATFORMS,
-            "FRUITS_DEFAULT_PLATFORM",
-            deployment.default_platform,
-            f"one of {PLATFORMS}",
         )
         _check(
             deployment.step_timeout_s >= deployment.poll_interval_s > 0,
@@ -211,6 +186,10 @@ class Deployment:
             "cluster running",
         )
         return deployment
+
+
+# Every Deployment field is read from FRUITS_<NAME>: fruits_config may not set any of them.
+DEPLOYMENT_SETTINGS = tuple(f.name for f in fields(Deployment))
 
 
 @dataclass(frozen=True)
@@ -242,34 +221,38 @@ class DatabricksSettings:
 SECTIONS = {"emr": EmrSettings, "databricks": DatabricksSettings}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunConfig:
-    """Everything one run needs, validated. Serialisable to XCom as a plain dict."""
+    """Everything one run needs, validated. Serialisable to XCom as a plain dict. A field's
+    default is the setting's default, for `build` and the run form alike."""
 
-    platform: str
+    platform: Platform
     run_date: str
     region: str
     lake_bucket: str
-    landing_prefix: str  # the app lands a day's photos under <landing_prefix>/<YYYY-MM-DD>/
-    input_prefix: str | None  # the run form's one-off override of the night's input
-    features_prefix: str  # <features_prefix>/ingest_date=<date>/: one partition per night
-    quarantine_prefix: str  # <quarantine_prefix>/ingest_date=<date>/: the night's unreadable photos
-    vectors_prefix: str  # <vectors_prefix>/ingest_date=<date>/: the night's rows in its PCA basis
+    landing_prefix: str = "landing"  # the app lands a day's photos under <prefix>/<YYYY-MM-DD>/
+    input_prefix: str | None = None  # the run form's one-off override of the night's input
+    features_prefix: str = "features"  # <prefix>/ingest_date=<date>/: one partition per night
+    quarantine_prefix: str = "quarantine"  # <prefix>/ingest_date=<date>/: unreadable photos
+    vectors_prefix: str = "vectors"  # <prefix>/ingest_date=<date>/: the night in its PCA basis
     # <moments_prefix>/ingest_date=<date>/: each night's statistics, PCA's and the classifier's
-    moments_prefix: str
-    runs_prefix: str
-    code_prefix: str
-    logs_prefix: str
+    moments_prefix: str = "moments"
+    runs_prefix: str = "runs"
+    code_prefix: str = "code"
+    logs_prefix: str = "emr-logs"
     weights_uri: str
     weights_sha256: str
-    model_cache_prefix: str  # TFLite models converted from the weights, kept between runs
+    model_cache_prefix: str = "models/compiled"  # TFLite models from the weights, kept
     azure_container: str
-    azure_prefix: str
-    pca_variance: float
-    pca_k: int | None
+    azure_prefix: str = "fruits"
+    pca_variance: float = 0.95  # k = the fewest components explaining this share
+    pca_k: int | None = None  # a fixed k instead, in [1, FEATURE_SIZE]
     # The value of the `project` tag on every cluster: the IAM policies scope EMR by it.
     project_tag: str = "fruits"
-    aws_account_id: str = ""  # only the IAM policies need it (python -m fruits.iam)
+    aws_account_id: str = ""  # only the IAM policies need it (python -m localdev.policies)
+    # The key of the lake bucket's SSE-KMS encryption, if it has one: the IAM policies grant its
+    # use through S3 (reading and writing objects encrypted with it needs it).
+    lake_kms_key_arn: str = ""
     emr: EmrSettings = field(default_factory=EmrSettings)
     databricks: DatabricksSettings = field(default_factory=DatabricksSettings)
 
@@ -325,36 +308,43 @@ class RunConfig:
         emr, databricks = (_section(variable, name, kind) for name, kind in SECTIONS.items())
         pca_k = params.get("pca_k")
         config = cls(
-            platform=params.get("platform") or deployment.default_platform,
+            platform=_platform("platform", params.get("platform") or deployment.default_platform),
             run_date=str(params["run_date"]),
             region=_required(variable, "region"),
             lake_bucket=_required(variable, "lake_bucket"),
-            landing_prefix=_prefix(variable.get("landing_prefix", "landing")),
             input_prefix=_prefix(params["input_prefix"]) if params.get("input_prefix") else None,
-            features_prefix=_prefix(variable.get("features_prefix", "features")),
-            quarantine_prefix=_prefix(variable.get("quarantine_prefix", "quarantine")),
-            vectors_prefix=_prefix(variable.get("vectors_prefix", "vectors")),
-            moments_prefix=_prefix(variable.get("moments_prefix", "moments")),
-            runs_prefix=_prefix(variable.get("runs_prefix", "runs")),
-            code_prefix=_prefix(variable.get("code_prefix", "code")),
-            logs_prefix=_prefix(variable.get("logs_prefix", "emr-logs")),
+            **{
+                name: _prefix(variable.get(name, cls.default(name)))
+                for name in (*PREFIXES, "azure_prefix")
+            },
             weights_uri=_required(variable, "weights_uri"),
             weights_sha256=_required(variable, "weights_sha256"),
-            model_cache_prefix=_prefix(variable.get("model_cache_prefix", "models/compiled")),
             azure_container=_required(variable, "azure_container"),
-            azure_prefix=_prefix(variable.get("azure_prefix", "fruits")),
-            pca_variance=_typed("pca_variance", params.get("pca_variance", 0.95), float),
+            pca_variance=_typed(
+                "pca_variance", params.get("pca_variance", cls.default("pca_variance")), float
+            ),
             pca_k=None if pca_k in (None, "") else _typed("pca_k", pca_k, int),
-            project_tag=str(variable.get("project_tag", "fruits")),
-            aws_account_id=str(variable.get("aws_account_id", "")),
+            project_tag=str(variable.get("project_tag", cls.default("project_tag"))),
+            aws_account_id=str(variable.get("aws_account_id", cls.default("aws_account_id"))),
+            lake_kms_key_arn=str(variable.get("lake_kms_key_arn", cls.default("lake_kms_key_arn"))),
             emr=emr,
             databricks=databricks,
         )
         config.validate()
         return config
 
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """A setting's default, as its field declares it."""
+        (default,) = (f.default for f in fields(cls) if f.name == name)
+        if default is MISSING:
+            raise KeyError(f"{name} has no default: it is required")
+        return default
+
     def validate(self) -> None:
-        _check(self.platform in PLATFORMS, "platform", self.platform, f"one of {PLATFORMS}")
+        _check(
+            isinstance(self.platform, Platform), "platform", self.platform, f"one of {PLATFORMS}"
+        )
         try:
             date.fromisoformat(self.run_date)
         except ValueError:
@@ -393,10 +383,10 @@ class RunConfig:
         self._validate_aws_names()
         _check(0 < self.pca_variance <= 1, "pca_variance", self.pca_variance, "a number in (0, 1]")
         _check(
-            self.pca_k is None or 1 <= self.pca_k <= 1280,
+            self.pca_k is None or 1 <= self.pca_k <= FEATURE_SIZE,
             "pca_k",
             self.pca_k,
-            "an integer in [1, 1280]",
+            f"an integer in [1, {FEATURE_SIZE}]",
         )
         _check(
             self.weights_uri.startswith("s3://") and self.weights_uri.endswith(".h5"),
@@ -467,6 +457,13 @@ class RunConfig:
             "12 digits",
         )
         _check(
+            self.lake_kms_key_arn == "" or bool(KMS_KEY_ARN.match(self.lake_kms_key_arn)),
+            "lake_kms_key_arn",
+            self.lake_kms_key_arn,
+            "the ARN of the lake bucket's KMS key, arn:aws:kms:<region>:<account>:key/<key id> "
+            "(not an alias: IAM grants a key by its ARN)",
+        )
+        _check(
             self.emr.subnet_id == "" or bool(SUBNET_ID.match(self.emr.subnet_id)),
             "emr_subnet_id",
             self.emr.subnet_id,
@@ -478,17 +475,34 @@ class RunConfig:
 
     # --- XCom ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON types only: XCom stores it as JSON."""
+        return {**asdict(self), "platform": self.platform.value}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         return cls(
             **{
                 **data,
+                "platform": Platform(data["platform"]),
                 "emr": EmrSettings(**data["emr"]),
                 "databricks": DatabricksSettings(**data["databricks"]),
             }
         )
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def with_run_config(function: Callable[Concatenate[RunConfig, P], R]) -> Callable[..., R]:
+    """A task whose first argument is the run's config: XCom carries it as a dict
+    (`RunConfig.to_dict`), the task's body gets the `RunConfig`. The one place tasks hydrate it."""
+
+    @wraps(function)  # keeps the signature: Airflow passes the context values it names
+    def task_body(config: dict[str, Any], *args: P.args, **kwargs: P.kwargs) -> R:
+        return function(RunConfig.from_dict(config), *args, **kwargs)
+
+    return task_body
 
 
 def _section(variable: dict[str, Any], section: str, kind: type) -> Any:
@@ -511,7 +525,7 @@ def _check_variable_keys(variable: dict[str, Any]) -> None:
                 f"fruits_config: {name} is a run setting: set it in the run form (Params), "
                 "not in fruits_config"
             )
-        if name in DEPLOYMENT_SETTINGS:
+        if name in DEPLOYMENT_SETTINGS:  # FRUITS_<NAME>, as Deployment.from_env reads them
             raise ConfigError(
                 f"fruits_config: {name} is a deployment setting: set FRUITS_{name.upper()} "
                 "in the Airflow environment, not in fruits_config"
@@ -523,37 +537,6 @@ def _check_variable_keys(variable: dict[str, Any]) -> None:
     unknown = sorted(set(variable) - own)
     if unknown:
         raise ConfigError(f"fruits_config: unknown setting(s) {unknown}")
-
-
-def task_slots(vcpus: int) -> int:
-    """How many Spark tasks run at once on `vcpus` vCPUs."""
-    return vcpus * TASK_SLOTS_PER_VCPU
-
-
-def instance_vcpus(instance_type: str) -> int | None:
-    """The vCPUs of an EC2 instance type, from its size (m5d.2xlarge: 8); None for sizes that
-    do not say (metal, medium, ...)."""
-    size = INSTANCE_SIZE.match(instance_type)
-    if size is None:
-        return None
-    if size.group(1) is None:
-        return 2
-    return 4 * int(size.group(1) or 1)
-
-
-def run_date_of(form_date: str | None, logical_date: datetime | None, run_after: datetime) -> str:
-    """The date whose photos a run processes: the run form's `run_date` if given, else the date
-    of the run's logical date, else the date of its `run_after`, in UTC.
-
-    A scheduled night (CronDataIntervalTimetable) has the logical date D 02:00 when it runs at
-    D+1 02:00, so it processes D, the day that just ended; so does a backfill run of D. A run
-    triggered through the REST API or `airflow dags trigger` has no logical date by default in
-    Airflow 3: it processes the day of its `run_after` (when it was triggered to run).
-    """
-    if form_date:
-        return str(form_date)
-    moment = logical_date if logical_date is not None else run_after
-    return moment.astimezone(timezone.utc).date().isoformat()
 
 
 def parse_variable(raw: str | dict | None) -> dict[str, Any]:
@@ -571,6 +554,14 @@ def parse_variable(raw: str | dict | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError("Airflow Variable fruits_config must be a JSON object")
     return value
+
+
+def _platform(setting: str, value: Any) -> Platform:
+    """The run form's or the environment's text as a Platform, or an error naming the setting."""
+    try:
+        return Platform(value)
+    except ValueError:
+        raise ConfigError(f"{setting}={value!r} is invalid: expected one of {PLATFORMS}") from None
 
 
 def _required(variable: dict[str, Any], name: str) -> str:

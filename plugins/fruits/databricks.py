@@ -14,8 +14,9 @@ import hashlib
 from typing import Any
 
 from fruits.code_bundle import LIBRARY_WHEEL
-from fruits.config import RunConfig, instance_vcpus, task_slots
+from fruits.config import RunConfig
 from fruits.databricks_runtime import JOB_LIBRARIES
+from fruits.spark_sizing import instance_vcpus, task_slots
 from fruits.spark_steps import SparkJob
 from fruits.wheelhouse import parse_lock
 

@@ -11,6 +11,9 @@ tag `airflow_run_id=<DAG run id>` (fruits.emr.job_flow), so:
 - `TerminateRunClustersOperator` (the provider's EmrTerminateJobFlowOperator) terminates every
   active cluster of this run, whether or not the create task got to record its id.
 
+`WatchStepSensor` (the provider's EmrStepSensor) watches the step an `EmrAddStepsOperator` added,
+given that operator's `.output` (its list of step ids) as the provider's example DAG gives it.
+
 The run's clusters are found with ListClusters (active states, this run's cluster name), then
 DescribeCluster for their tags. ListClusters cannot be narrowed by tag in IAM; DescribeCluster
 is (iam/airflow-role.json): a same-named cluster of another project answers AccessDenied, and is
@@ -26,6 +29,7 @@ from airflow.providers.amazon.aws.operators.emr import (
     EmrCreateJobFlowOperator,
     EmrTerminateJobFlowOperator,
 )
+from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from botocore.exceptions import ClientError
 
 from fruits.emr import RUN_TAG_KEY
@@ -97,3 +101,22 @@ class TerminateRunClustersOperator(EmrTerminateJobFlowOperator):
         else:
             self.log.info("No active cluster of this run")
         return clusters
+
+
+class WatchStepSensor(EmrStepSensor):
+    """Watches the one step an EmrAddStepsOperator added: `step_id` is that operator's `.output`,
+    the list of the ids of the steps it added (example_emr.py unwraps it with a task of its own;
+    here it is unwrapped in place, so the night's chain of tasks stays as long as it was)."""
+
+    def execute(self, context) -> None:
+        self.step_id = only_step(self.step_id)
+        return super().execute(context)
+
+
+def only_step(step_ids: list[str] | str) -> str:
+    """The id of the one step added (a plain id is taken as it is)."""
+    if isinstance(step_ids, str):
+        return step_ids
+    if len(step_ids) != 1:
+        raise ValueError(f"expected the id of one added step, got {step_ids!r}")
+    return step_ids[0]

@@ -101,20 +101,37 @@ def date_prefix(config: RunConfig) -> str:
     return f"{config.azure_prefix}/{config.run_prefix}"
 
 
+def export_target(config: RunConfig, run_id: str, clear_number: int = 0) -> ExportTarget:
+    """A folder per DAG run and per clearing of it: a re-run never writes where LATEST.json
+    points."""
+    return ExportTarget(
+        container=config.azure_container,
+        azure_prefix=config.azure_prefix,
+        run_date=config.run_date,
+        date_prefix=date_prefix(config),
+        attempt=attempt_name(run_id, clear_number),
+    )
+
+
 def attempt_name(run_id: str, clear_number: int = 0) -> str:
     """A DAG run id (and how many times the run was cleared) as a blob folder name."""
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
     return f"{name}.{clear_number}" if clear_number else name
 
 
-def export_copies(sources: ExportSources, target: ExportTarget) -> list[dict[str, str]]:
-    """One S3ToAzureBlobStorageOperator copy per source prefix (its s3_prefix takes no slash)."""
+def export_copies(
+    sources: ExportSources, target: ExportTarget, s3_region: str | None = None
+) -> list[dict[str, Any]]:
+    """One S3ToAzureBlobStorageOperator copy per source prefix (its s3_prefix takes no slash),
+    reading S3 in the lake's region when one is given."""
+    region = {"s3_extra_args": {"region_name": s3_region}} if s3_region else {}
     return [
         {
             "s3_bucket": sources.bucket,
             "s3_prefix": prefix,
             "container_name": target.container,
             "blob_prefix": f"{target.blob_prefix}/{folder}",
+            **region,
         }
         for folder, prefix in sources.prefixes.items()
     ]

@@ -1,7 +1,6 @@
 """The three IAM policies, rendered from `fruits_config`: every prefix, the region, the account,
 the subnet, the roles and the project tag come from the same validated settings the DAG runs with.
-
-    python -m fruits.iam airflow-role fruits_config.json > airflow-role.json
+(The command that prints them is `python -m localdev.policies`.)
 
 - `airflow-role`: what the Airflow workers do on platforms emr and databricks (upload the code
   bundle, check the weights, clear a date's run folder, read what the export copies) and EMR
@@ -19,7 +18,6 @@ policy with parliament (AWS's action and resource tables).
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -27,7 +25,7 @@ from typing import Any
 
 import boto3
 
-from fruits.config import ConfigError, Deployment, RunConfig, parse_variable
+from fruits.config import ConfigError, Deployment, RunConfig
 from fruits.emr import PROJECT_TAG_KEY
 from fruits.lake import split_s3_uri
 
@@ -128,6 +126,24 @@ def list_the_lake(arns: Arns, config: RunConfig) -> dict[str, Any]:
     return statement("ListTheLake", ["s3:ListBucket"], [arns.s3(config.lake_bucket)])
 
 
+def use_the_lakes_kms_key(config: RunConfig) -> list[dict[str, Any]]:
+    """On a lake encrypted with SSE-KMS: S3 asks KMS, as the caller, to decrypt an object's data
+    key on every GetObject (kms:Decrypt) and for a new one on every PutObject and multipart
+    upload (kms:GenerateDataKey, and kms:Decrypt to complete a multipart upload): Amazon S3 User
+    Guide, "Using server-side encryption with AWS KMS keys" and "Multipart upload API and
+    permissions". Only through S3 in the lake's region (kms:ViaService). Nothing without a key."""
+    if not config.lake_kms_key_arn:
+        return []
+    return [
+        statement(
+            "UseTheLakesKmsKeyThroughS3",
+            ["kms:Decrypt", "kms:GenerateDataKey"],
+            [config.lake_kms_key_arn],
+            {"StringEquals": {"kms:ViaService": f"s3.{config.region}.amazonaws.com"}},
+        )
+    ]
+
+
 # --- the three policies -----------------------------------------------------------------------
 
 
@@ -191,6 +207,7 @@ def airflow_role(config: RunConfig) -> dict[str, Any]:
                 "PassTheServiceRoleToEmr", arns.role(config.emr.service_role), "elasticmapreduce"
             ),
             pass_role("PassTheInstanceRoleToEc2", arns.role(config.emr.instance_role), "ec2"),
+            *use_the_lakes_kms_key(config),
         ]
     )
 
@@ -229,6 +246,7 @@ def ec2_instance_profile(config: RunConfig) -> dict[str, Any]:
                 objects_under(arns, config, *written),
             ),
             list_the_lake(arns, config),
+            *use_the_lakes_kms_key(config),
         ]
     )
 
@@ -349,20 +367,3 @@ def config_from_variable(variable: dict[str, Any]) -> RunConfig:
     date and platform only make the settings complete."""
     params = {"run_date": date.today().isoformat(), "platform": "emr"}
     return RunConfig.build(params, variable, Deployment())
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) != 2 or argv[0] not in DOCUMENTS:
-        raise SystemExit(
-            f"usage: python -m fruits.iam {{{'|'.join(DOCUMENTS)}}} fruits_config.json"
-        )
-    name, variable_file = argv
-    try:
-        config = config_from_variable(parse_variable(Path(variable_file).read_text()))
-        print(json.dumps(render(name, config), indent=2))
-    except ConfigError as error:
-        raise SystemExit(str(error)) from None
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -23,8 +23,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from fruits.config import task_slots
 from fruits.lake import clear_prefix, is_listing_noise, split_s3_uri
+from fruits.spark_sizing import task_slots
 from fruits.spark_steps import SparkJob
 
 log = logging.getLogger(__name__)

@@ -22,13 +22,17 @@ without asking the policy.) So the policy reads, in that order:
 - a trigger that crashed: retried (it is the path of a connection error; polling again is all
   a watcher's retry does);
 - anything else: the task's default retries.
+
+`RETRY_ONLY_TRANSIENT_AWS_ERRORS` is the same judgement for a local Spark job: its only
+transient failures are the S3 calls that stage its inputs and upload its outputs; anything else
+(the job itself failed, nothing to read) is final, like a failed EMR step: re-run the date.
 """
 
 from __future__ import annotations
 
 import re
 
-from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
+from airflow.sdk.definitions.retry_policy import RetryAction, RetryDecision, RetryPolicy
 from airflow.sdk.exceptions import TaskDeferralError
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import BotoCoreError, ClientError
@@ -98,3 +102,14 @@ class TransientAwsErrors(RetryPolicy):
 
 
 RETRY_TRANSIENT_AWS_ERRORS = TransientAwsErrors()
+
+
+class OnlyTransientAwsErrors(RetryPolicy):
+    def evaluate(self, exception, try_number, max_tries, context=None) -> RetryDecision:
+        decision = decide(exception)
+        if decision.action is RetryAction.DEFAULT:
+            return RetryDecision.fail(reason=f"not a transient AWS error: {exception}")
+        return decision
+
+
+RETRY_ONLY_TRANSIENT_AWS_ERRORS = OnlyTransientAwsErrors()

@@ -1,4 +1,4 @@
-"""The gate that keeps nights in date order under a backfill (`fruits.night_order`), as Airflow
+"""The gate that keeps nights in date order under a backfill (`fruits.night_runs`), as Airflow
 runs it: `execute` either returns at once or raises `TaskDeferred` (airflow/sdk/bases/operator.py
 `BaseOperator.defer`), and the triggerer hands the trigger's event to the resume method. The
 event's shape is the standard provider's `DagStateTrigger.run` under Airflow 3
@@ -15,7 +15,7 @@ import pytest
 from airflow.providers.standard.triggers.external_task import DagStateTrigger
 from airflow.sdk.exceptions import TaskDeferred
 
-from fruits.night_order import WaitForEarlierNights
+from fruits.night_runs import WaitForEarlierNights
 
 pytestmark = pytest.mark.unit
 
