@@ -17,6 +17,7 @@ import pytest
 
 import backbone
 import featurize
+import featurize_worker
 from benchmarks.keras_reference import cosine_rows, keras_features
 
 pytestmark = pytest.mark.spark
@@ -130,7 +131,7 @@ def test_a_later_job_in_the_same_worker_uses_its_own_model(monkeypatch):
             self.value = value
 
     def run_task(broadcast: Broadcast) -> None:
-        list(featurize.featurize_partition(iter([]), broadcast, "tflite", 32, None))
+        list(featurize_worker.featurize_partition(iter([]), broadcast, "tflite", 32, None))
 
     built = []
     monkeypatch.setattr(featurize, "make_backbone", lambda value, *_: built.append(value) or 1)
