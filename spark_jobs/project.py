@@ -27,7 +27,7 @@ from pyspark.sql import SparkSession
 
 import jobio
 from job_arguments import add_features_root, add_night, check_nights, folder
-from lake_layout import PARTITION_KEY, PROJECT_COMPLETE
+from lake_layout import MODEL, PARTITION_KEY, PCA, PROJECT_COMPLETE, RUNS
 from nights import VECTOR_COLUMNS, list_nights, project, read_nights
 from splits import assign_splits
 
@@ -46,7 +46,9 @@ def parse_args(argv: list[str] | None = None) -> Args:
     add_features_root(parser)
     add_night(parser, "--since", "the first night")
     add_night(parser, "--until", "the last night")
-    parser.add_argument("--model", required=True, help="a night's PCA model: runs/<date>/pca/model")
+    parser.add_argument(
+        "--model", required=True, help=f"a night's PCA model: {RUNS}/<date>/{PCA}/{MODEL}"
+    )
     parser.add_argument("--output", required=True, help="where the projected rows go (rewritten)")
     parsed = parser.parse_args(argv)
     check_nights(parser, parsed, "--since", "--until")

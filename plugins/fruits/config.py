@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, get_type_hints
 
 from fruits.databricks_runtime import RUNTIME as DATABRICKS_RUNTIME
+from fruits.lake_layout import PARTITION_KEY
 
 PLATFORMS = ("emr", "local", "databricks")
 # Every key prefix of the lake that fruits_config can set (validated alike, each one granted by
@@ -291,7 +292,7 @@ class RunConfig:
     def partition_prefix(self, root_prefix: str) -> str:
         """The night's Hive-style partition under a root prefix (features, quarantine, vectors,
         moments)."""
-        return f"{root_prefix}/ingest_date={self.run_date}"
+        return f"{root_prefix}/{PARTITION_KEY}={self.run_date}"
 
     @property
     def features_partition_prefix(self) -> str:
