@@ -90,9 +90,9 @@ def load_weights_on_driver(
         return LoadedWeights(weights, sha256, LEGACY_WEIGHTS, model_bytes, engine, "weights")
 
     data = read_weights(weights, storage)
-    weights_format = keras_weights_format(data, weights)
     sha256 = hashlib.sha256(data).hexdigest()
     check_sha256(weights, sha256, expected_sha256)
+    weights_format = keras_weights_format(data, weights)
     cached = model_cache_uri(model_cache, sha256, image_size) if engine == "tflite" else None
     if cached and storage.exists(cached):
         model_bytes = storage.read(cached)
