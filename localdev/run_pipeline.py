@@ -35,9 +35,9 @@ from fruits.lake import is_photo
 from localdev import lake
 from localdev.emulators import REPO, Endpoints, airflow_home_env, local_cloud
 from localdev.progress import ProgressPrinter
+from localdev.shared import PRETRAINED_WEIGHTS
 
 BUNDLED_SAMPLE = REPO / "localdev" / "sample"
-SHARED_WEIGHTS = REPO.parent / "shared" / "models" / "mobilenet_v2_1.0_pretrained_no_top.weights.h5"
 KERAS_IMAGENET = (
     "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
@@ -59,8 +59,8 @@ def find_weights(explicit: Path | None) -> Path:
                     "its place."
                 )
             return Path(asked)
-    if SHARED_WEIGHTS.is_file():
-        return SHARED_WEIGHTS
+    if PRETRAINED_WEIGHTS.is_file():
+        return PRETRAINED_WEIGHTS
     print("No weights file given: downloading Keras' ImageNet weights...", file=sys.stderr)
     try:
         import keras

@@ -23,7 +23,8 @@ def quarantine_parquet(unreadable: dict[str, str]) -> bytes:
     """path -> error as one Parquet file, sorted by path.
 
     The driver already holds these rows, a few per run as a rule: written from here they need
-    no Spark job (a one-task job took a second) and make one file, not one per partition.
+    no Spark job (even a one-task job costs its scheduling) and make one file, not one per
+    partition.
     """
     import pyarrow.parquet as pq
 

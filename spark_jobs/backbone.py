@@ -75,7 +75,7 @@ def load_weights_on_driver(
 
     `weights` is "imagenet" (Keras' own file; needs internet or a warm Keras cache) or the URI of
     a Keras weights file of either format (file:, s3://, dbfs:, ...). Fails loudly, never falls
-    back to other weights. Converting to TFLite costs ~10 s of driver time; with `model_cache`
+    back to other weights. Converting to TFLite costs seconds of driver time; with `model_cache`
     the flatbuffer is kept under a name made of the weights' sha256, the image size and the
     TensorFlow version, so each weights version is converted once, not every night; a cached
     model that does not load is converted again and replaced. With `expected_sha256` (the
@@ -233,8 +233,8 @@ def serialise_model(model, engine: Engine) -> bytes:
 class TFLiteBackbone:
     """The broadcast TFLite flatbuffer under LiteRT/XNNPACK, one thread, one image per call.
 
-    Measured on our CPU, one image per invocation is the fastest (209 images/s against 155 for
-    batches of 16): a single image's activations stay in cache.
+    One image per invocation is the fastest (docs/performance.md, "Figures behind the code"): a
+    single image's activations stay in cache.
     """
 
     micro_batch = 1  # images decoded before each call of predict

@@ -18,8 +18,9 @@ How the model reaches the executors: the driver loads the weights once, builds t
 broadcasts it, serialised, to the executors; each Python worker deserialises it once and reuses it
 for every batch of every task it runs (Spark reuses Python workers). With `--engine tflite` (the
 default) what is broadcast is a TensorFlow Lite flatbuffer converted on the driver from the very
-same Keras model, run with XNNPACK and one thread per Spark task: about twice Keras' speed on CPU
-for the same float32 features. With `--engine keras` the weight arrays themselves are broadcast.
+same Keras model, run with XNNPACK and one thread per Spark task: faster than Keras on CPU for
+the same float32 features (docs/performance.md). With `--engine keras` the weight arrays
+themselves are broadcast.
 The workers get and return Arrow batches (`mapInArrow`): the 1,280 features of a batch leave as
 one float32 buffer, not as pandas objects converted row by row.
 
@@ -59,9 +60,9 @@ from image_reading import configure_for_images, list_images, read_images
 from lake_layout import FEATURES_COMPLETE, QUARANTINE_FILE
 
 # How the features Parquet is written. Nearly every one of the 1,280 floats of a row is distinct,
-# so a dictionary never pays off, yet Parquet fills one before giving up: that was a quarter of
-# the JVM's time in the write. zstd makes the files 40% smaller than snappy (15 MB against
-# 26 MB for 13,680 images) for the same write time.
+# so a dictionary never pays off, yet Parquet fills one before giving up, a large part of the
+# JVM's time in the write. zstd makes the files much smaller than snappy for the same write time
+# (docs/performance.md, "Figures behind the code").
 FEATURES_PARQUET_OPTIONS = {
     "parquet.enable.dictionary#features.list.element": "false",
     "compression": "zstd",

@@ -128,8 +128,8 @@ def not_in_bulk_read(bulk: DataFrame, readable: list[str]) -> list[str]:
     """The readable listed images that Spark's listing of the folder left out.
 
     From the listing Spark already made on the driver: no job, nothing read. The JVM's own
-    array, not `DataFrame.inputFiles()`, which fetches it one py4j call per file (0.7 s for
-    13,680): its length is one call, and its paths are only needed when the counts differ.
+    array, not `DataFrame.inputFiles()`, which fetches it one py4j call per file: its length is
+    one call, and its paths are only needed when the counts differ.
     """
     found = bulk._jdf.inputFiles()
     if len(found) == len(readable):
@@ -175,8 +175,8 @@ def read_paths(spark: SparkSession, paths: list[str]) -> tuple[DataFrame | None,
 def configure_for_images(spark: SparkSession) -> None:
     """Spread the photos evenly over a few tasks per core and feed the UDF small Arrow batches.
 
-    Spark's default 4 MB `openCostInBytes` makes a 5 KB photo weigh like a 4 MB file, so 4,560
-    photos became 3 lopsided partitions on 2 cores. Counting each file at 8 KB and asking for at
+    Spark's default 4 MB `openCostInBytes` makes a 5 KB photo weigh like a 4 MB file, so a
+    night's photos became a few lopsided partitions. Counting each file at 8 KB and asking for at
     least 4 partitions per core gives even tasks and a short tail. 64-row Arrow batches keep the
     Python workers' memory flat however large a partition is, and partitions of at most
     MAX_PARTITION_BYTES keep it flat however large the photos are.
