@@ -248,55 +248,33 @@ def pca_model_and_nights(spark: SparkSession, args: Args) -> tuple[PipelineModel
     return model, nights, int(report["feature_size"])
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    started = time.time()
-    spark = SparkSession.builder.appName("fruits-classify").getOrCreate()
-    pca_model, nights, d = pca_model_and_nights(spark, args)
-    rows_of = night_reader(spark, args.features)
-
+def earlier_nights(
+    spark: SparkSession, args: Args, nights: list[str], rows_of: NightRows, d: int
+) -> tuple[Statistics, list[NightEvaluation]]:
+    """The statistics of the nights before --until, merged in date order, and each one's
+    evaluation (kept, or scored once)."""
     history, evaluations = Statistics.empty(d), []
-    for night in nights[:-1]:
+    for night in nights:
         statistics = night_statistics(spark, args, night, rows_of, d)
         merged = history.merge(statistics)
         evaluations.append(kept_or_scored(spark, args, night, history, merged, rows_of))
         history = merged
+    return history, evaluations
 
-    night = args.until
-    before, tonight = history, night_statistics(spark, args, night, rows_of, d)
-    history = before.merge(tonight)
-    model = history.discriminant(args.shrinkage)
-    if model is None:
-        raise SystemExit(
-            f"classify: the Training rows up to {night} hold "
-            f"{len(history.classes.labels)} class(es): a classifier needs 2 or more"
-        )
-    test_rows = rows_of(night).where(F.col("split") == "Test")
-    evaluation = score_night(spark, night, test_rows, before.discriminant(args.shrinkage), model)
-    jobio.write_json(
-        spark,
-        jobio.join(partition(args.moments, night), EVALUATION),
-        evaluation.to_json(),
-    )
-    evaluations.append(evaluation)
 
-    jobio.delete(spark, jobio.join(args.output, CLASSIFY_COMPLETE))
-    spark_model(spark, model).write().overwrite().save(jobio.join(args.output, MODEL))
-    features = partition(args.features, night)
-    manifest = jobio.read_json(spark, jobio.join(features, FEATURES_COMPLETE))
-    report = build_report(
-        night,
-        History(before.moments, before.classes),
-        tonight.classes,
-        manifest["counts"],
-        evaluations,
-        linear_part(pca_model, d),
-    )
-    jobio.write_json(spark, jobio.join(args.output, REPORT), report)
-    jobio.write_bytes(spark, jobio.join(args.output, REPORT_PLOT), report_png(report))
-
+def build_metrics(
+    spark: SparkSession,
+    args: Args,
+    nights: list[str],
+    d: int,
+    history: Statistics,
+    model: Discriminant,
+    evaluations: list[NightEvaluation],
+) -> dict[str, Any]:
+    """metrics.json: the refit accuracy on the night's Test rows, and every evaluation."""
+    night, evaluation = args.until, evaluations[-1]
     refit = evaluation.refit
-    metrics = {
+    return {
         "job": "classify",
         "features": args.features,
         "until": night,
@@ -307,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
         "fitted_from": "each night's kept class sums and Training moments, merged",
         "shrinkage": args.shrinkage,
-        "split_rule": split_rule(spark.read.parquet(features)),
+        "split_rule": split_rule(spark.read.parquet(partition(args.features, night))),
         "counts": {"Training": history.moments.n, "Test": refit.rows},
         "classes": len(model.labels),
         "accuracy": refit.accuracy,
@@ -315,7 +293,44 @@ def main(argv: list[str] | None = None) -> None:
         "per_class": {k: v for k, v in refit.per_class().items() if v["support"] > 0},
         "evaluations": evaluations_block(night, evaluation, evaluations),
     }
-    jobio.write_json(spark, jobio.join(args.output, METRICS), metrics)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    started = time.time()
+    spark = SparkSession.builder.appName("fruits-classify").getOrCreate()
+    pca_model, nights, d = pca_model_and_nights(spark, args)
+    rows_of = night_reader(spark, args.features)
+    before, evaluations = earlier_nights(spark, args, nights[:-1], rows_of, d)
+
+    night = args.until
+    tonight = night_statistics(spark, args, night, rows_of, d)
+    history = before.merge(tonight)
+    model = history.discriminant(args.shrinkage)
+    if model is None:
+        raise SystemExit(
+            f"classify: the Training rows up to {night} hold "
+            f"{len(history.classes.labels)} class(es): a classifier needs 2 or more"
+        )
+    test_rows = rows_of(night).where(F.col("split") == "Test")
+    evaluation = score_night(spark, night, test_rows, before.discriminant(args.shrinkage), model)
+    kept = jobio.join(partition(args.moments, night), EVALUATION)
+    jobio.write_json(spark, kept, evaluation.to_json())
+    evaluations.append(evaluation)
+
+    jobio.delete(spark, jobio.join(args.output, CLASSIFY_COMPLETE))
+    spark_model(spark, model).write().overwrite().save(jobio.join(args.output, MODEL))
+    features = jobio.join(partition(args.features, night), FEATURES_COMPLETE)
+    photos = jobio.read_json(spark, features)["counts"]
+    history_before = History(before.moments, before.classes)
+    report = build_report(
+        night, history_before, tonight.classes, photos, evaluations, linear_part(pca_model, d)
+    )
+    jobio.write_json(spark, jobio.join(args.output, REPORT), report)
+    jobio.write_bytes(spark, jobio.join(args.output, REPORT_PLOT), report_png(report))
+    metrics = build_metrics(spark, args, nights, d, history, model, evaluations)
+    jobio.write_json(spark, jobio.join(args.output, METRICS), metrics)  # last: complete
+    refit = evaluation.refit
     accuracy = "n/a" if refit.accuracy is None else f"{refit.accuracy:.4f}"
     print(
         f"classify: accuracy {accuracy} on {refit.rows} Test rows of {night} "

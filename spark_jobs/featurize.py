@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 import backbone
 import decoding
@@ -137,6 +137,36 @@ def write_quarantine(spark: SparkSession, folder: str, quarantine: dict[str, str
     jobio.write_bytes(spark, jobio.join(folder, QUARANTINE_FILE), quarantine_parquet(quarantine))
 
 
+def account_and_quarantine(
+    spark: SparkSession,
+    args: Args,
+    listed: dict[str, str | None],
+    written: DataFrame,
+    quarantine: dict[str, str],
+) -> dict[str, int]:
+    """Every listed image featurized (in `written`) or quarantined, once; the quarantine written.
+    Stops the job (no manifest: the output is not complete) when they do not add up, or when no
+    image could be featurized. Returns the counts."""
+    featurized = written.count()  # from the Parquet footers
+    accounting = account_for(
+        listed,
+        featurized,
+        quarantine,
+        lambda: [row["path"] for row in written.select("path").toLocalIterator()],
+        partial(unread_reason, probe=partial(jobio.probe, spark)),
+    )
+    quarantine = {**quarantine, **accounting.quarantined}
+    write_quarantine(spark, args.quarantine, quarantine)
+    if accounting.missing or accounting.unexpected:
+        raise SystemExit(unaccounted_message(args.input, accounting))
+    if featurized == 0:
+        raise SystemExit(
+            f"featurize: none of the {len(listed)} images under {args.input} could be read; "
+            f"the errors are in {args.quarantine}"
+        )
+    return {"read": len(listed), "featurized": featurized, "quarantined": len(quarantine)}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     started = time.time()
@@ -159,26 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     features.write.mode("overwrite").options(**FEATURES_PARQUET_OPTIONS).parquet(args.output)
 
     written = spark.read.schema(features.schema).parquet(args.output)  # no job to infer it
-    featurized = written.count()  # from the Parquet footers
-    quarantine = {**unreadable, **undecodable.value}
-    accounting = account_for(
-        listed,
-        featurized,
-        quarantine,
-        lambda: [row["path"] for row in written.select("path").toLocalIterator()],
-        partial(unread_reason, probe=partial(jobio.probe, spark)),
+    counts = account_and_quarantine(
+        spark, args, listed, written, {**unreadable, **undecodable.value}
     )
-    quarantine.update(accounting.quarantined)
-    counts = {"read": len(listed), "featurized": featurized, "quarantined": len(quarantine)}
-    write_quarantine(spark, args.quarantine, quarantine)
-    if accounting.missing or accounting.unexpected:  # no manifest: the output is not complete
-        raise SystemExit(unaccounted_message(args.input, accounting))
-    if featurized == 0:
-        raise SystemExit(
-            f"featurize: none of the {counts['read']} images under {args.input} could be read; "
-            f"the errors are in {args.quarantine}"
-        )
-
     jobio.write_json(
         spark,
         jobio.join(args.output, FEATURES_COMPLETE),
@@ -186,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"featurize: {counts['read']} images under {args.input}: "
-        f"{featurized} featurized -> {args.output}, "
+        f"{counts['featurized']} featurized -> {args.output}, "
         f"{counts['quarantined']} quarantined -> {args.quarantine} "
         f"in {time.time() - started:.3f} s"  # benchmarks/featurize.py reads the time here
     )

@@ -3,7 +3,8 @@
 The jobs write small files (manifests, reports, plots) next to their Parquet outputs. Going
 through the JVM's Hadoop FileSystem means one code path serves `file:` paths locally, `s3://`
 on EMR (EMRFS) and `dbfs:`/`abfss:` on Databricks, with the cluster's own credentials: no boto3
-and no secrets in the job. Only the driver imports this module; executor code never needs it.
+and no secrets in the job. Only the driver calls it; modules the workers import may import it at
+their top (it needs nothing beyond pyspark, and ships with the jobs' library).
 """
 
 from __future__ import annotations

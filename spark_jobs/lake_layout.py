@@ -2,8 +2,8 @@
 
 The contract between featurize, pca, classify and project, and with the Airflow side that runs
 them, publishes their outputs and reads their figures. Written once here; the Airflow side
-(`plugins/fruits/lake.py`, `plugins/fruits/config.py`), which cannot import the jobs' library,
-is pinned to it by tests/test_lake_layout.py.
+(`plugins/fruits/lake_layout.py`, the defaults of `plugins/fruits/config.py`), which cannot
+import the jobs' library, is pinned to it by tests/test_lake_layout.py.
 
     <features root>/ingest_date=<date>/     featurize's photos' features, then _manifest.json
     <quarantine root>/ingest_date=<date>/   featurize's unreadable photos

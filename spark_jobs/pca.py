@@ -46,7 +46,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from pyspark.sql import SparkSession
+from pyspark.ml import PipelineModel
+from pyspark.sql import DataFrame, SparkSession
 
 import jobio
 from job_arguments import add_features_root, add_night, check_nights, folder
@@ -61,10 +62,16 @@ from lake_layout import (
     VECTORS_COMPLETE,
 )
 from ml_models import spark_pipeline
-from moments import history_moments
+from moments import Moments, history_moments
 from nights import VECTOR_COLUMNS, Nights, list_nights, project, read_nights
 from pca_plots import plot_sample, projection_plot, scree_plot
-from principal_components import check_k, choose_k, plain_basis, principal_components
+from principal_components import (
+    PrincipalComponents,
+    check_k,
+    choose_k,
+    plain_basis,
+    principal_components,
+)
 from splits import assign_splits
 
 DEFAULT_VARIANCE = 0.95
@@ -130,6 +137,93 @@ def find_nights(spark: SparkSession, args: Args) -> Nights:
     return nights
 
 
+@dataclass(frozen=True)
+class Fit:
+    """The history's PCA: its statistics, components, the k kept and the saveable model."""
+
+    moments: Moments
+    pcs: PrincipalComponents
+    cumulative: list[float]
+    k: int
+    model: PipelineModel
+
+
+def fit(spark: SparkSession, args: Args, nights: list[str], feature_size: int) -> Fit:
+    """PCA of the Training rows of `nights`, from their kept statistics; k by --k or --variance."""
+    moments = history_moments(spark, args.features, args.moments, nights, args.until, feature_size)
+    if moments.n == 0:
+        raise SystemExit(f"pca: no Training rows in the nights up to {args.until}")
+    if args.k is not None:
+        check_k(args.k, feature_size, moments.n)
+    pcs = principal_components(moments, min(feature_size, moments.n), args.standardize)
+    cumulative = np.cumsum(pcs.explained_variance).tolist()
+    k = args.k if args.k is not None else choose_k(cumulative, args.variance)
+    return Fit(moments, pcs, cumulative, k, spark_pipeline(spark, pcs, k))
+
+
+def write_vectors(
+    spark: SparkSession, args: Args, fitted: Fit, night_rows: DataFrame
+) -> tuple[DataFrame, int]:
+    """The night's rows projected into its partition of the vectors table, then its manifest;
+    the rows as written, and how many."""
+    projected = project(fitted.model, night_rows).select(*VECTOR_COLUMNS)  # the folder: the night
+    projected.write.mode("overwrite").parquet(args.vectors)
+    vectors = spark.read.parquet(args.vectors)
+    rows = vectors.count()
+    jobio.write_json(
+        spark,
+        jobio.join(args.vectors, VECTORS_COMPLETE),
+        {"night": args.until, "rows": rows, "k": fitted.k, "projected_by": "pca"},
+    )
+    return vectors, rows
+
+
+def write_plots(
+    spark: SparkSession, args: Args, fitted: Fit, feature_size: int, vectors: DataFrame
+) -> None:
+    scree = scree_plot(
+        fitted.pcs.explained_variance,
+        variance_target(args),
+        fitted.k,
+        feature_size,
+        fitted.moments.n,
+    )
+    jobio.write_bytes(spark, jobio.join(args.output, SCREE_PLOT), scree)
+    projection = projection_plot(plot_sample(vectors), args.until)
+    jobio.write_bytes(spark, jobio.join(args.output, PROJECTION_PLOT), projection)
+
+
+def variance_target(args: Args) -> float | None:
+    return None if args.k is not None else args.variance
+
+
+def build_report(
+    args: Args, nights: Nights, fitted: Fit, feature_size: int, projected_rows: int
+) -> dict:
+    k, cumulative = fitted.k, fitted.cumulative
+    return {
+        "job": "pca",
+        "features": args.features,
+        "until": args.until,
+        "nights": nights.complete,
+        "nights_incomplete": nights.incomplete,
+        # Fitted: the history's Training rows (through their kept statistics); projected: the
+        # night's rows, into its partition of the vectors table.
+        "rows": {"fitted": fitted.moments.n, "projected": projected_rows},
+        "vectors": args.vectors,
+        "basis": BASIS,
+        "fitted_on": "Training rows (splits.py)",
+        "feature_size": feature_size,
+        "standardize": args.standardize,
+        "k": k,
+        "k_chosen_by": "k" if args.k is not None else "variance",
+        "variance_target": variance_target(args),
+        "explained_variance_at_k": cumulative[k - 1],
+        "explained_variance": fitted.pcs.explained_variance,
+        "cumulative_explained_variance": cumulative,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     started = time.time()
@@ -138,70 +232,21 @@ def main(argv: list[str] | None = None) -> None:
     nights = find_nights(spark, args)
     night_rows = assign_splits(read_nights(spark, args.features, [args.until]))
     feature_size = len(night_rows.select("features").first()["features"])
-    moments = history_moments(
-        spark, args.features, args.moments, nights.complete, args.until, feature_size
-    )
-    if moments.n == 0:
-        raise SystemExit(f"pca: no Training rows in the nights up to {args.until}")
-    if args.k is not None:
-        check_k(args.k, feature_size, moments.n)
-
-    pcs = principal_components(moments, min(feature_size, moments.n), args.standardize)
-    cumulative = np.cumsum(pcs.explained_variance).tolist()
-    k = args.k if args.k is not None else choose_k(cumulative, args.variance)
-    model = spark_pipeline(spark, pcs, k)
+    fitted = fit(spark, args, nights.complete, feature_size)
 
     jobio.delete(spark, jobio.join(args.output, PCA_COMPLETE))
     jobio.delete(spark, jobio.join(args.vectors, VECTORS_COMPLETE))
-    model.write().overwrite().save(jobio.join(args.output, MODEL))
-    jobio.write_bytes(spark, jobio.join(args.output, BASIS), plain_basis(pcs, moments.mean, k))
-    projected = project(model, night_rows).select(*VECTOR_COLUMNS)  # the folder says the night
-    projected.write.mode("overwrite").parquet(args.vectors)
-    vectors = spark.read.parquet(args.vectors)
-    projected_rows = vectors.count()
-    jobio.write_json(
-        spark,
-        jobio.join(args.vectors, VECTORS_COMPLETE),
-        {"night": args.until, "rows": projected_rows, "k": k, "projected_by": "pca"},
-    )
-
-    target = None if args.k is not None else args.variance
-    jobio.write_bytes(
-        spark,
-        jobio.join(args.output, SCREE_PLOT),
-        scree_plot(pcs.explained_variance, target, k, feature_size, moments.n),
-    )
-    jobio.write_bytes(
-        spark,
-        jobio.join(args.output, PROJECTION_PLOT),
-        projection_plot(plot_sample(vectors), args.until),
-    )
-    report = {
-        "job": "pca",
-        "features": args.features,
-        "until": args.until,
-        "nights": nights.complete,
-        "nights_incomplete": nights.incomplete,
-        # Fitted: the history's Training rows (through their kept statistics); projected: the
-        # night's rows, into its partition of the vectors table.
-        "rows": {"fitted": moments.n, "projected": projected_rows},
-        "vectors": args.vectors,
-        "basis": BASIS,
-        "fitted_on": "Training rows (splits.py)",
-        "feature_size": feature_size,
-        "standardize": args.standardize,
-        "k": k,
-        "k_chosen_by": "k" if args.k is not None else "variance",
-        "variance_target": target,
-        "explained_variance_at_k": cumulative[k - 1],
-        "explained_variance": pcs.explained_variance,
-        "cumulative_explained_variance": cumulative,
-    }
-    jobio.write_json(spark, jobio.join(args.output, REPORT), report)
+    fitted.model.write().overwrite().save(jobio.join(args.output, MODEL))
+    basis = plain_basis(fitted.pcs, fitted.moments.mean, fitted.k)
+    jobio.write_bytes(spark, jobio.join(args.output, BASIS), basis)
+    vectors, projected_rows = write_vectors(spark, args, fitted, night_rows)
+    write_plots(spark, args, fitted, feature_size, vectors)
+    report = build_report(args, nights, fitted, feature_size, projected_rows)
+    jobio.write_json(spark, jobio.join(args.output, REPORT), report)  # last: the output is complete
     print(
-        f"pca: k={k} explains {cumulative[k - 1]:.4f} of the variance of {moments.n} Training "
-        f"rows of {len(nights.complete)} night(s); the night's {projected_rows} rows projected "
-        f"-> {args.vectors} ({time.time() - started:.1f} s)"
+        f"pca: k={fitted.k} explains {fitted.cumulative[fitted.k - 1]:.4f} of the variance of "
+        f"{fitted.moments.n} Training rows of {len(nights.complete)} night(s); the night's "
+        f"{projected_rows} rows projected -> {args.vectors} ({time.time() - started:.1f} s)"
     )
 
 

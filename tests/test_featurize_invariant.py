@@ -39,7 +39,7 @@ def test_a_name_the_platform_cannot_read_is_quarantined_and_the_run_goes_on(
     platform that cannot read some name. Spark skips the file; the job quarantines it with the
     error the driver gets reading it."""
     options = {k: v for k, v in image_reading.IMAGE_READ_OPTIONS.items() if not k.startswith("fs.")}
-    monkeypatch.setattr(featurize, "IMAGE_READ_OPTIONS", options)
+    monkeypatch.setattr(image_reading, "IMAGE_READ_OPTIONS", options)
     (tmp_path / "in" / "Kiwi").mkdir(parents=True)
     for name in ("12:30:00.jpg", "plain.jpg"):
         (tmp_path / "in" / "Kiwi" / name).write_bytes(photo())
