@@ -44,7 +44,6 @@ import backbone
 import decoding
 import featurize_worker
 import jobio
-import lake_layout
 from accounting import account_for, quarantine_parquet, unaccounted_message, unread_reason
 from backbone import (
     ENGINES,
@@ -173,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     spark = SparkSession.builder.appName("fruits-featurize").getOrCreate()
     configure_for_images(spark)
     # What the workers' code imports, for a run from a checkout (the library zip has them).
-    jobio.ship_to_workers(spark, backbone, decoding, featurize_worker, lake_layout, jobio)
+    jobio.ship_to_workers(spark, backbone, decoding, featurize_worker)
 
     input_uri = jobio.qualify(args.input)
     listed = list_images(spark, input_uri)
