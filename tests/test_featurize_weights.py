@@ -134,7 +134,9 @@ def test_a_later_job_in_the_same_worker_uses_its_own_model(monkeypatch):
         list(featurize_worker.featurize_partition(iter([]), broadcast, "tflite", 32, None))
 
     built = []
-    monkeypatch.setattr(featurize_worker, "make_backbone", lambda value, *_: built.append(value) or 1)
+    monkeypatch.setattr(
+        featurize_worker, "make_backbone", lambda value, *_: built.append(value) or 1
+    )
     monkeypatch.setattr(featurize_worker, "_BACKBONE", None)
     first_job = Broadcast("job 1's model")
     run_task(first_job)
