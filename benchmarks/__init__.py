@@ -9,9 +9,7 @@ REPO = Path(__file__).resolve().parents[1]
 for folder in (REPO / "plugins", REPO / "spark_jobs"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
-SHARED = REPO.parent / "shared"
-SAMPLE_DIR = SHARED / "data" / "fruits360-sample"
-PRETRAINED_WEIGHTS = SHARED / "models" / "mobilenet_v2_1.0_pretrained_no_top.weights.h5"
+from localdev.shared import PRETRAINED_WEIGHTS, SAMPLE_DIR  # noqa: E402
 
 
 def add_data_arguments(parser) -> None:

@@ -159,31 +159,34 @@ def run_model_alone(images: Path, model_cache: Path, cores: int) -> JobRun:
 
 
 def _warm_up(_: int) -> None:
-    _featurize_module()
+    _worker_modules()
 
 
-def _featurize_module():
-    """spark_jobs/featurize.py, imported as the Spark workers import it."""
+def _worker_modules():
+    """spark_jobs/'s backbone, image_reading and featurize_worker, imported as the Spark
+    workers import them."""
     if str(REPO / "spark_jobs") not in sys.path:
         sys.path.insert(0, str(REPO / "spark_jobs"))
-    import featurize
+    import backbone
+    import featurize_worker
+    import image_reading
 
-    return featurize
+    return backbone, image_reading, featurize_worker
 
 
 def _featurize_shard(shard: tuple[list[str], str]) -> int:
     """The workers' own batch function over Arrow batches of the job's size, as Spark feeds it."""
     import pyarrow as pa
 
-    featurize = _featurize_module()
+    backbone, image_reading, featurize_worker = _worker_modules()
     files, model_file = shard
-    backbone = featurize.make_backbone(Path(model_file).read_bytes(), "tflite", 224)
-    rows = featurize.ARROW_BATCH_ROWS
+    model = backbone.make_backbone(Path(model_file).read_bytes(), "tflite", 224)
+    rows = image_reading.ARROW_BATCH_ROWS
     for start in range(0, len(files), rows):
         chunk = files[start : start + rows]
         contents = [Path(name).read_bytes() for name in chunk]
         batch = pa.RecordBatch.from_pydict({"path": chunk, "content": contents})
-        featurize.featurize_batch(batch, backbone, 224)
+        featurize_worker.featurize_batch(batch, model, 224)
     return len(files)
 
 

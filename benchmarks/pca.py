@@ -23,7 +23,9 @@ from benchmarks import PRETRAINED_WEIGHTS, REPO, SAMPLE_DIR
 from benchmarks.quality import run
 
 sys.path.insert(0, str(REPO / "spark_jobs"))
-import pca  # noqa: E402  (the job's own functions)
+import ml_models  # noqa: E402  (the job's own functions)
+import moments  # noqa: E402
+import principal_components  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
-    for module in ("pca.py", "splits.py", "jobio.py"):  # the workers unpickle pca's functions
+    # the workers unpickle moments' functions
+    for module in ("moments.py", "splits.py", "jobio.py", "lake_layout.py"):
         spark.sparkContext.addPyFile(str(REPO / "spark_jobs" / module))
     with tempfile.TemporaryDirectory(prefix="bench-pca-") as scratch:
         features = Path(scratch, "features")
@@ -70,13 +73,15 @@ def main(argv: list[str] | None = None) -> None:
             )
             data.count()
             started = time.perf_counter()
-            moments = pca.training_moments(data, 1280)
+            training = moments.training_moments(data, 1280)
             statistics = time.perf_counter() - started
             started = time.perf_counter()
-            components = pca.principal_components(moments, 1280, standardize=False)
+            components = principal_components.principal_components(
+                training, 1280, standardize=False
+            )
             cumulative = np.cumsum(components.explained_variance).tolist()
-            k = pca.choose_k(cumulative, 0.95)
-            pca.spark_pipeline(spark, components, k)
+            k = principal_components.choose_k(cumulative, 0.95)
+            ml_models.spark_pipeline(spark, components, k)
             model = time.perf_counter() - started
             per_row = 1e6 * (statistics + model) / rows
             print(f"{rows:8d} {statistics:13.1f} {model:14.1f} {k:6d} {per_row:8.1f}")

@@ -29,13 +29,15 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from fruits import lake_layout
+from fruits.export import LATEST
 from fruits.lake import is_photo
 from localdev import lake
 from localdev.emulators import REPO, Endpoints, airflow_home_env, local_cloud
 from localdev.progress import ProgressPrinter
+from localdev.shared import PRETRAINED_WEIGHTS
 
 BUNDLED_SAMPLE = REPO / "localdev" / "sample"
-SHARED_WEIGHTS = REPO.parent / "shared" / "models" / "mobilenet_v2_1.0_pretrained_no_top.weights.h5"
 KERAS_IMAGENET = (
     "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
@@ -57,8 +59,8 @@ def find_weights(explicit: Path | None) -> Path:
                     "its place."
                 )
             return Path(asked)
-    if SHARED_WEIGHTS.is_file():
-        return SHARED_WEIGHTS
+    if PRETRAINED_WEIGHTS.is_file():
+        return PRETRAINED_WEIGHTS
     print("No weights file given: downloading Keras' ImageNet weights...", file=sys.stderr)
     try:
         import keras
@@ -116,12 +118,14 @@ def download_results(s3, night: str, target: Path) -> None:
     """The night's outputs in one folder (features/, quarantine/, vectors/, pca/, classify/),
     replacing what an earlier run of the date left there."""
     shutil.rmtree(target, ignore_errors=True)
+    run = f"{lake_layout.RUNS}/{night}"
     folders = {
-        "features": f"features/ingest_date={night}/",
-        "quarantine": f"quarantine/ingest_date={night}/",
-        "vectors": f"vectors/ingest_date={night}/",
-        "pca": f"runs/{night}/pca/",
-        "classify": f"runs/{night}/classify/",
+        **{
+            table: f"{table}/{lake_layout.PARTITION_KEY}={night}/"
+            for table in (lake_layout.FEATURES, lake_layout.QUARANTINE, lake_layout.VECTORS)
+        },
+        lake_layout.PCA: f"{run}/{lake_layout.PCA}/",
+        lake_layout.CLASSIFY: f"{run}/{lake_layout.CLASSIFY}/",
     }
     for folder, prefix in folders.items():
         for key in lake.list_keys(s3, prefix):
@@ -136,7 +140,9 @@ def published_blobs(endpoints: Endpoints, night: str) -> tuple[dict, list[str]]:
     container = BlobServiceClient.from_connection_string(
         endpoints.azurite_connection_string
     ).get_container_client(lake.CONTAINER)
-    latest = json.loads(container.download_blob(f"fruits/runs/{night}/LATEST.json").readall())
+    latest = json.loads(
+        container.download_blob(f"fruits/{lake_layout.RUNS}/{night}/{LATEST}").readall()
+    )
     names = [
         b.name
         for prefix in latest["folders"].values()
@@ -146,9 +152,9 @@ def published_blobs(endpoints: Endpoints, night: str) -> tuple[dict, list[str]]:
 
 
 def summary(night: str, results: Path, latest: dict, blobs: list[str]) -> str:
-    manifest = json.loads((results / "features" / "_manifest.json").read_text())
-    report = json.loads((results / "pca" / "report.json").read_text())
-    metrics = json.loads((results / "classify" / "metrics.json").read_text())
+    manifest = json.loads((results / lake_layout.FEATURES / lake_layout.MANIFEST).read_text())
+    report = json.loads((results / lake_layout.PCA / lake_layout.REPORT).read_text())
+    metrics = json.loads((results / lake_layout.CLASSIFY / lake_layout.METRICS).read_text())
     counts, weights, rows = manifest["counts"], manifest["weights"], report["rows"]
     plots = sorted(results.rglob("*.png"))
     nights = report["nights"]

@@ -181,27 +181,29 @@ def verify(smoke: Smoke, rc: int, env: dict[str, str]) -> None:
     from azure.storage.blob import BlobServiceClient
 
     from fruits import export
-    from fruits.night_facts import emr_cost_estimate
+    from fruits.night_facts import emr_cost_estimate, figure_keys
 
     run = smoke.run_config(smoke.config())
     s3, emr = aws_client("s3", run.region), aws_client("emr", run.region)
     print("\nWhat the smoke night checked:")
     check(smoke, rc == 0, "the night ran on EMR and succeeded (airflow dags test exit 0)")
 
+    keys = figure_keys(run)
+
     def read(key: str) -> dict:
         return json.loads(s3.get_object(Bucket=run.lake_bucket, Key=key)["Body"].read())
 
     try:
-        counts = read(f"{run.features_partition_prefix}/_manifest.json")["counts"]
+        counts = read(keys["manifest"])["counts"]
         check(
             smoke,
             counts.get("featurized") == PHOTOS and not counts.get("quarantined"),
             f"featurize decoded and featurized all {PHOTOS} photos on the cluster's Python "
             f"(bootstrap-installed requirements): {counts}",
         )
-        report = read(f"{run.run_prefix}/pca/report.json")
+        report = read(keys["pca_report"])
         check(smoke, report.get("k", 0) >= 1, f"PCA fitted: k={report.get('k')}")
-        metrics = read(f"{run.run_prefix}/classify/metrics.json")
+        metrics = read(keys["metrics"])
         check(smoke, "accuracy" in metrics, f"classifier scored: accuracy {metrics['accuracy']}")
     except s3.exceptions.NoSuchKey as missing:
         check(smoke, False, f"an output of the night is missing: {missing}")

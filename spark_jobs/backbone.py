@@ -14,10 +14,14 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
 FEATURE_SIZE = 1280
+# How the workers run the model: a TensorFlow Lite flatbuffer (LiteRT, XNNPACK) or Keras itself.
+Engine = Literal["tflite", "keras"]
+ENGINES: tuple[Engine, ...] = get_args(Engine)
 # Images per call of the Keras engine: small enough to stay in cache.
 KERAS_MICRO_BATCH = 16
 
@@ -34,7 +38,7 @@ class LoadedWeights:
     sha256: str
     format: str  # KERAS3_WEIGHTS or LEGACY_WEIGHTS
     model_bytes: bytes  # what is broadcast: a TFLite flatbuffer or the pickled weight arrays
-    engine: str
+    engine: Engine
     compiled_from: str  # "weights" (converted in this run) or the model-cache URI it came from
 
 
@@ -60,26 +64,35 @@ def build_keras_backbone(image_size: int, weights: str | None = None):
 
 
 def load_weights_on_driver(
-    weights: str, image_size: int, engine: str, storage: Storage, model_cache: str | None = None
+    weights: str,
+    image_size: int,
+    engine: Engine,
+    storage: Storage,
+    model_cache: str | None = None,
+    expected_sha256: str | None = None,
 ) -> LoadedWeights:
     """Load the weights once on the driver and serialise the model for broadcasting.
 
     `weights` is "imagenet" (Keras' own file; needs internet or a warm Keras cache) or the URI of
     a Keras weights file of either format (file:, s3://, dbfs:, ...). Fails loudly, never falls
-    back to other weights. Converting to TFLite costs ~10 s of driver time; with `model_cache`
+    back to other weights. Converting to TFLite costs seconds of driver time; with `model_cache`
     the flatbuffer is kept under a name made of the weights' sha256, the image size and the
     TensorFlow version, so each weights version is converted once, not every night; a cached
-    model that does not load is converted again and replaced.
+    model that does not load is converted again and replaced. With `expected_sha256` (the
+    deployment's pinned weights), weights of any other sha256 stop the job before any model is
+    built.
     """
     if weights == "imagenet":
         model = _keras_imagenet_backbone(image_size)
         sha256 = _keras_cache_sha256(model)
+        check_sha256(weights, sha256, expected_sha256)
         model_bytes = serialise_model(model, engine)
         return LoadedWeights(weights, sha256, LEGACY_WEIGHTS, model_bytes, engine, "weights")
 
     data = read_weights(weights, storage)
-    weights_format = keras_weights_format(data, weights)
     sha256 = hashlib.sha256(data).hexdigest()
+    check_sha256(weights, sha256, expected_sha256)
+    weights_format = keras_weights_format(data, weights)
     cached = model_cache_uri(model_cache, sha256, image_size) if engine == "tflite" else None
     if cached and storage.exists(cached):
         model_bytes = storage.read(cached)
@@ -99,6 +112,16 @@ def load_weights_on_driver(
     if cached:
         storage.write(cached, model_bytes)
     return LoadedWeights(weights, sha256, weights_format, model_bytes, engine, "weights")
+
+
+def check_sha256(weights: str, sha256: str, expected: str | None) -> None:
+    """The weights read are the ones the deployment pinned (its `weights_sha256` setting)."""
+    if expected is not None and sha256 != expected.lower():
+        raise SystemExit(
+            f"featurize: --weights {weights} has sha256 {sha256}, not the {expected} given by "
+            "--weights-sha256 (the deployment's weights_sha256 setting): the file changed since "
+            "it was pinned; pin the new file's sha256 or restore the pinned file"
+        )
 
 
 WEIGHTS_HINT = (
@@ -192,7 +215,7 @@ def _keras_cache_sha256(model) -> str:
         return hashlib.sha256(handle.read()).hexdigest()
 
 
-def serialise_model(model, engine: str) -> bytes:
+def serialise_model(model, engine: Engine) -> bytes:
     if engine == "tflite":
         import tensorflow as tf
 
@@ -210,8 +233,8 @@ def serialise_model(model, engine: str) -> bytes:
 class TFLiteBackbone:
     """The broadcast TFLite flatbuffer under LiteRT/XNNPACK, one thread, one image per call.
 
-    Measured on our CPU, one image per invocation is the fastest (209 images/s against 155 for
-    batches of 16): a single image's activations stay in cache.
+    One image per invocation is the fastest (docs/performance.md, "Figures behind the code"): a
+    single image's activations stay in cache.
     """
 
     micro_batch = 1  # images decoded before each call of predict
@@ -262,7 +285,7 @@ class KerasBackbone:
         return np.concatenate(chunks) if chunks else np.zeros((0, FEATURE_SIZE), np.float32)
 
 
-def make_backbone(model_bytes: bytes, engine: str, image_size: int):
+def make_backbone(model_bytes: bytes, engine: Engine, image_size: int):
     _keep_freed_memory_in_the_heap()
     if engine == "tflite":
         return TFLiteBackbone(model_bytes, image_size)

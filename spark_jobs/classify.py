@@ -30,7 +30,6 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 from pyspark.ml import PipelineModel
@@ -38,19 +37,29 @@ from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+import jobio
 from discriminant import FEATURES_VECTOR, Discriminant, fit_discriminant, spark_model
-from evaluation import EVALUATION_FILE, NightEvaluation, confusion, history_totals
-from moments import (
-    CLASS_SUMS_FILE,
-    MOMENTS_FILE,
-    ClassSums,
-    Moments,
-    class_sums,
-    training_moments,
+from evaluation import NightEvaluation, confusion, history_totals
+from job_arguments import add_features_root, add_night, check_nights, folder
+from lake_layout import (
+    CLASS_SUMS,
+    CLASSIFY_COMPLETE,
+    EVALUATION,
+    FEATURES_COMPLETE,
+    METRICS,
+    MODEL,
+    PCA_COMPLETE,
+    REPORT,
+    REPORT_PLOT,
+    TRAINING_MOMENTS,
+    partition,
 )
-from nights import MANIFEST, partition_uri
+from moments import ClassSums, Moments, class_sums, training_moments
+from night_report import History, build_report, linear_part, report_png
+from splits import assign_splits, split_rule
 
-DEFAULT_SHRINKAGE = 0.1  # 0.9912 on the shared sample; Ledoit-Wolf's estimate scored 0.984
+# Chosen on the shared sample, where it beat Ledoit-Wolf's estimate (docs/performance.md).
+DEFAULT_SHRINKAGE = 0.1
 
 
 @dataclass(frozen=True)
@@ -65,8 +74,8 @@ class Args:
 
 def parse_args(argv: list[str] | None = None) -> Args:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--features", required=True, help="root of featurize's nightly partitions")
-    parser.add_argument("--until", required=True, help="the night to classify (YYYY-MM-DD)")
+    add_features_root(parser)
+    add_night(parser, "--until", "the night to classify")
     parser.add_argument("--pca", required=True, help="pca's output for that night")
     parser.add_argument("--moments", required=True, help="root keeping each night's statistics")
     parser.add_argument("--output", required=True)
@@ -79,16 +88,13 @@ def parse_args(argv: list[str] | None = None) -> Args:
     parsed = parser.parse_args(argv)
     if not 0 <= parsed.shrinkage <= 1:
         parser.error("--shrinkage must be in [0, 1]")
-    try:
-        date.fromisoformat(parsed.until)
-    except ValueError:
-        parser.error(f"--until {parsed.until!r} is not a date (YYYY-MM-DD)")
+    check_nights(parser, parsed, "--until")
     return Args(
-        features=parsed.features.rstrip("/"),
+        features=folder(parsed.features),
         until=parsed.until,
-        pca=parsed.pca.rstrip("/"),
-        moments=parsed.moments.rstrip("/"),
-        output=parsed.output.rstrip("/"),
+        pca=folder(parsed.pca),
+        moments=folder(parsed.moments),
+        output=folder(parsed.output),
         shrinkage=parsed.shrinkage,
     )
 
@@ -119,11 +125,10 @@ NightRows = Callable[[str], DataFrame]
 
 def night_reader(spark: SparkSession, root: str) -> NightRows:
     """night -> its rows with their split and features_vector, read once and cached."""
-    from splits import assign_splits
 
     @functools.cache
     def rows_of(night: str) -> DataFrame:
-        rows = spark.read.parquet(partition_uri(root, night))
+        rows = spark.read.parquet(partition(root, night))
         missing = {"path", "label", "split", "features"} - set(rows.columns)
         if missing:
             raise SystemExit(f"classify: the features of {night} lack column(s) {sorted(missing)}")
@@ -137,10 +142,8 @@ def night_statistics(
 ) -> Statistics:
     """The night's kept statistics; what is missing (and, for --until, the class sums, as its
     features were just written) is computed from its features and kept."""
-    import jobio
-
-    folder = partition_uri(args.moments, night)
-    sums_uri, moments_uri = jobio.join(folder, CLASS_SUMS_FILE), jobio.join(folder, MOMENTS_FILE)
+    kept = partition(args.moments, night)
+    sums_uri, moments_uri = jobio.join(kept, CLASS_SUMS), jobio.join(kept, TRAINING_MOMENTS)
     if night != args.until and jobio.exists(spark, sums_uri):
         sums = ClassSums.from_bytes(jobio.read_bytes(spark, sums_uri))
     else:
@@ -184,9 +187,7 @@ def kept_or_scored(
     rows_of: NightRows,
 ) -> NightEvaluation:
     """An earlier night's evaluation as kept, else scored once (from its own Test rows)."""
-    import jobio
-
-    kept = jobio.join(partition_uri(args.moments, night), EVALUATION_FILE)
+    kept = jobio.join(partition(args.moments, night), EVALUATION)
     if jobio.exists(spark, kept):
         return NightEvaluation.from_json(jobio.read_json(spark, kept))
     test_rows = rows_of(night).where(F.col("split") == "Test")
@@ -236,71 +237,44 @@ def evaluations_block(
 
 
 def pca_model_and_nights(spark: SparkSession, args: Args) -> tuple[PipelineModel, list[str], int]:
-    import jobio
-
-    jobio.require_complete(spark, args.pca, "report.json", job="classify")
-    report = jobio.read_json(spark, jobio.join(args.pca, "report.json"))
+    jobio.require_complete(spark, args.pca, PCA_COMPLETE, job="classify")
+    report = jobio.read_json(spark, jobio.join(args.pca, PCA_COMPLETE))
     nights = report["nights"]
     if not nights or nights[-1] != args.until:
         raise SystemExit(
             f"classify: {args.pca} is pca's output up to {report.get('until')}, not {args.until}"
         )
-    model = PipelineModel.load(jobio.join(args.pca, "model"))
+    model = PipelineModel.load(jobio.join(args.pca, MODEL))
     return model, nights, int(report["feature_size"])
 
 
-def main(argv: list[str] | None = None) -> None:
-    import jobio
-    from night_report import History, build_report, linear_part, report_png
-    from splits import split_rule
-
-    args = parse_args(argv)
-    started = time.time()
-    spark = SparkSession.builder.appName("fruits-classify").getOrCreate()
-    pca_model, nights, d = pca_model_and_nights(spark, args)
-    rows_of = night_reader(spark, args.features)
-
+def earlier_nights(
+    spark: SparkSession, args: Args, nights: list[str], rows_of: NightRows, d: int
+) -> tuple[Statistics, list[NightEvaluation]]:
+    """The statistics of the nights before --until, merged in date order, and each one's
+    evaluation (kept, or scored once)."""
     history, evaluations = Statistics.empty(d), []
-    for night in nights[:-1]:
+    for night in nights:
         statistics = night_statistics(spark, args, night, rows_of, d)
         merged = history.merge(statistics)
         evaluations.append(kept_or_scored(spark, args, night, history, merged, rows_of))
         history = merged
+    return history, evaluations
 
-    night = args.until
-    before, tonight = history, night_statistics(spark, args, night, rows_of, d)
-    history = before.merge(tonight)
-    model = history.discriminant(args.shrinkage)
-    if model is None:
-        raise SystemExit(
-            f"classify: the Training rows up to {night} hold "
-            f"{len(history.classes.labels)} class(es): a classifier needs 2 or more"
-        )
-    test_rows = rows_of(night).where(F.col("split") == "Test")
-    evaluation = score_night(spark, night, test_rows, before.discriminant(args.shrinkage), model)
-    jobio.write_json(
-        spark,
-        jobio.join(partition_uri(args.moments, night), EVALUATION_FILE),
-        evaluation.to_json(),
-    )
-    evaluations.append(evaluation)
 
-    jobio.delete(spark, jobio.join(args.output, "metrics.json"))
-    spark_model(spark, model).write().overwrite().save(jobio.join(args.output, "model"))
-    manifest = jobio.read_json(spark, jobio.join(partition_uri(args.features, night), MANIFEST))
-    report = build_report(
-        night,
-        History(before.moments, before.classes),
-        tonight.classes,
-        manifest["counts"],
-        evaluations,
-        linear_part(pca_model, d),
-    )
-    jobio.write_json(spark, jobio.join(args.output, "report.json"), report)
-    jobio.write_bytes(spark, jobio.join(args.output, "report.png"), report_png(report))
-
+def build_metrics(
+    spark: SparkSession,
+    args: Args,
+    nights: list[str],
+    d: int,
+    history: Statistics,
+    model: Discriminant,
+    evaluations: list[NightEvaluation],
+) -> dict[str, Any]:
+    """metrics.json: the refit accuracy on the night's Test rows, and every evaluation."""
+    night, evaluation = args.until, evaluations[-1]
     refit = evaluation.refit
-    metrics = {
+    return {
         "job": "classify",
         "features": args.features,
         "until": night,
@@ -311,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
         "fitted_from": "each night's kept class sums and Training moments, merged",
         "shrinkage": args.shrinkage,
-        "split_rule": split_rule(spark.read.parquet(partition_uri(args.features, night))),
+        "split_rule": split_rule(spark.read.parquet(partition(args.features, night))),
         "counts": {"Training": history.moments.n, "Test": refit.rows},
         "classes": len(model.labels),
         "accuracy": refit.accuracy,
@@ -319,7 +293,44 @@ def main(argv: list[str] | None = None) -> None:
         "per_class": {k: v for k, v in refit.per_class().items() if v["support"] > 0},
         "evaluations": evaluations_block(night, evaluation, evaluations),
     }
-    jobio.write_json(spark, jobio.join(args.output, "metrics.json"), metrics)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    started = time.time()
+    spark = SparkSession.builder.appName("fruits-classify").getOrCreate()
+    pca_model, nights, d = pca_model_and_nights(spark, args)
+    rows_of = night_reader(spark, args.features)
+    before, evaluations = earlier_nights(spark, args, nights[:-1], rows_of, d)
+
+    night = args.until
+    tonight = night_statistics(spark, args, night, rows_of, d)
+    history = before.merge(tonight)
+    model = history.discriminant(args.shrinkage)
+    if model is None:
+        raise SystemExit(
+            f"classify: the Training rows up to {night} hold "
+            f"{len(history.classes.labels)} class(es): a classifier needs 2 or more"
+        )
+    test_rows = rows_of(night).where(F.col("split") == "Test")
+    evaluation = score_night(spark, night, test_rows, before.discriminant(args.shrinkage), model)
+    kept = jobio.join(partition(args.moments, night), EVALUATION)
+    jobio.write_json(spark, kept, evaluation.to_json())
+    evaluations.append(evaluation)
+
+    jobio.delete(spark, jobio.join(args.output, CLASSIFY_COMPLETE))
+    spark_model(spark, model).write().overwrite().save(jobio.join(args.output, MODEL))
+    features = jobio.join(partition(args.features, night), FEATURES_COMPLETE)
+    photos = jobio.read_json(spark, features)["counts"]
+    history_before = History(before.moments, before.classes)
+    report = build_report(
+        night, history_before, tonight.classes, photos, evaluations, linear_part(pca_model, d)
+    )
+    jobio.write_json(spark, jobio.join(args.output, REPORT), report)
+    jobio.write_bytes(spark, jobio.join(args.output, REPORT_PLOT), report_png(report))
+    metrics = build_metrics(spark, args, nights, d, history, model, evaluations)
+    jobio.write_json(spark, jobio.join(args.output, METRICS), metrics)  # last: complete
+    refit = evaluation.refit
     accuracy = "n/a" if refit.accuracy is None else f"{refit.accuracy:.4f}"
     print(
         f"classify: accuracy {accuracy} on {refit.rows} Test rows of {night} "

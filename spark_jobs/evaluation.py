@@ -17,8 +17,6 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-EVALUATION_FILE = "evaluation.json"
-
 
 @dataclass(frozen=True)
 class Confusion:

@@ -3,7 +3,8 @@
 The jobs write small files (manifests, reports, plots) next to their Parquet outputs. Going
 through the JVM's Hadoop FileSystem means one code path serves `file:` paths locally, `s3://`
 on EMR (EMRFS) and `dbfs:`/`abfss:` on Databricks, with the cluster's own credentials: no boto3
-and no secrets in the job. Only the driver imports this module; executor code never needs it.
+and no secrets in the job. Only the driver calls it; modules the workers import may import it at
+their top (it needs nothing beyond pyspark, and ships with the jobs' library).
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def delete(spark: SparkSession, uri: str) -> None:
 
 
 def read_bytes(spark: SparkSession, uri: str) -> bytes:
-    """The whole object, through a local copy: py4j would pass a large byte[] slowly (a 9 MB
-    weights file took 0.8 s), a file the driver reads itself takes milliseconds."""
+    """The whole object, through a local copy: py4j passes a large byte[] slowly (a weights file
+    took most of a second), a file the driver reads itself takes milliseconds."""
     fs, path = _fs_and_path(spark, uri)
     with _local_file(spark) as (local, local_path):
         fs.copyToLocalFile(False, path, local_path, True)  # keep the source; write no .crc
@@ -90,7 +91,7 @@ def list_files(spark: SparkSession, uri: str) -> dict[str, str | None]:
     One recursive `FileSystem.listFiles`: a flat listing on S3 (a request per 1,000 objects, no
     request per object), and no rule of Spark's DataFrame reader, which skips names starting
     with `_` or `.`. A local folder is walked with `os.scandir` instead: Hadoop's local file
-    system starts an `ls` process per file to fill in its permissions (4.7 ms a file) and leaves
+    system starts an `ls` process per file to fill in its permissions and leaves
     broken symbolic links out. Raises FileNotFoundError when nothing is at `uri`.
     """
     if uri.startswith("file:"):

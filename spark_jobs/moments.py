@@ -10,21 +10,24 @@ Kept under `<moments root>/ingest_date=<date>/`, each computed once from the nig
 
 from __future__ import annotations
 
+import functools
 import io
 import sys
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import numpy as np
 import pyarrow as pa
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+import jobio
+import lake_layout
+import splits
+from lake_layout import TRAINING_MOMENTS, partition
 from splits import SPLITS
-
-MOMENTS_FILE = "training_moments.npz"
-CLASS_SUMS_FILE = "class_sums.npz"
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -82,45 +85,99 @@ class Moments:
             return cls(int(arrays["n"]), arrays["mean"], arrays["m2"])
 
 
-MOMENTS_SCHEMA = pa.schema([("partition", pa.int64()), ("moments", pa.binary())])
-MOMENTS_DDL = "partition bigint, moments binary"
+class Summary(Protocol):
+    """Statistics of a set of rows that merge exactly: Moments, ClassSums."""
+
+    def merge(self, other): ...
+
+    def to_bytes(self) -> bytes: ...
+
+    @classmethod
+    def from_bytes(cls, data: bytes): ...
 
 
-def partition_moments(batches):
-    """mapInArrow body: the moments of one partition's `features` rows, as one row (none if the
-    partition is empty). Batches are merged in the order they come: deterministic."""
+S = TypeVar("S", bound=Summary)
+PARTS_SCHEMA = pa.schema([("partition", pa.int64()), ("summary", pa.binary())])
+PARTS_DDL = "partition bigint, summary binary"
+
+
+def feature_rows(batch: pa.RecordBatch) -> np.ndarray:
+    """The batch's `features` list column as a (rows, d) array."""
+    column = batch.column("features")
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1)
+
+
+def summarise_partition(
+    batches: Iterator[pa.RecordBatch], summarise: Callable[[pa.RecordBatch], S]
+) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: one partition's batches summarised and merged in the order they come
+    (deterministic), as one row (none if the partition is empty)."""
     from pyspark import TaskContext
 
     total = None
     for batch in batches:
-        column = batch.column("features")
-        if len(column) == 0:
+        if batch.num_rows == 0:
             continue
-        rows = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1)
-        moments = Moments.of(rows)
-        total = moments if total is None else total.merge(moments)
+        summary = summarise(batch)
+        total = summary if total is None else total.merge(summary)
     if total is not None:
-        partition = TaskContext.get().partitionId()
+        partition_id = TaskContext.get().partitionId()
         yield pa.RecordBatch.from_arrays(
-            [pa.array([partition], pa.int64()), pa.array([total.to_bytes()], pa.binary())],
-            schema=MOMENTS_SCHEMA,
+            [pa.array([partition_id], pa.int64()), pa.array([total.to_bytes()], pa.binary())],
+            schema=PARTS_SCHEMA,
         )
 
 
-def training_moments(features: DataFrame, feature_size: int) -> Moments:
-    """The moments of the Training rows, one pass; the partitions' parts merged in partition
-    order (Spark's own tree aggregation would merge them in the order tasks finish)."""
-    import jobio
-    import splits
-
-    # partition_moments runs on the workers: they import this module, which imports splits
-    jobio.ship_to_workers(features.sparkSession, sys.modules[__name__], splits)
-    training = splits.assign_splits(features).where(F.col("split") == "Training")
-    training = training.select("features")
-    parts = training.mapInArrow(partition_moments, MOMENTS_DDL).collect()
-    total = Moments.empty(feature_size)
+def summarise(rows: DataFrame, summarise_batch: Callable[[pa.RecordBatch], S], empty: S) -> S:
+    """The summary of `rows`, one pass, the partitions' parts merged in partition order (Spark's
+    own tree aggregation would merge them in the order tasks finish): same inputs, same bits."""
+    # summarise_partition runs on the workers: they import this module and what it imports
+    jobio.ship_to_workers(rows.sparkSession, lake_layout, jobio, splits, sys.modules[__name__])
+    parts = rows.mapInArrow(
+        functools.partial(summarise_partition, summarise=summarise_batch), PARTS_DDL
+    ).collect()
+    total = empty
     for row in sorted(parts, key=lambda row: row["partition"]):
-        total = total.merge(Moments.from_bytes(bytes(row["moments"])))
+        total = total.merge(type(empty).from_bytes(bytes(row["summary"])))
+    return total
+
+
+def batch_moments(batch: pa.RecordBatch) -> Moments:
+    return Moments.of(feature_rows(batch))
+
+
+def training_moments(features: DataFrame, feature_size: int) -> Moments:
+    """The moments of the Training rows, one pass."""
+    training = splits.assign_splits(features).where(F.col("split") == "Training")
+    return summarise(training.select("features"), batch_moments, Moments.empty(feature_size))
+
+
+def history_moments(
+    spark: SparkSession,
+    features_root: str,
+    moments_root: str | None,
+    nights: list[str],
+    tonight: str,
+    feature_size: int,
+) -> Moments:
+    """Every night's Training moments merged in date order: an earlier night's as kept under
+    `moments_root`, else computed from its features (and kept); `tonight`'s always computed, as
+    its features were just written."""
+    total = Moments.empty(feature_size)
+    for night in nights:
+        kept = (
+            jobio.join(partition(moments_root, night), TRAINING_MOMENTS) if moments_root else None
+        )
+        if kept and night != tonight and jobio.exists(spark, kept):
+            moments = Moments.from_bytes(jobio.read_bytes(spark, kept))
+        else:
+            moments = training_moments(
+                spark.read.parquet(partition(features_root, night)), feature_size
+            )
+            print(f"pca: night {night}: {moments.n} Training rows summarised")
+            if kept:
+                jobio.write_bytes(spark, kept, moments.to_bytes())
+        total = total.merge(moments)
     return total
 
 
@@ -198,41 +255,12 @@ class ClassSums:
             return cls(labels, arrays["counts"], arrays["sums"])
 
 
-SUMS_SCHEMA = pa.schema([("partition", pa.int64()), ("sums", pa.binary())])
-SUMS_DDL = "partition bigint, sums binary"
-
-
-def partition_class_sums(batches):
-    """mapInArrow body: one partition's ClassSums as one row (none if it is empty)."""
-    from pyspark import TaskContext
-
-    total = None
-    for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        column = batch.column("features")
-        rows = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1)
-        sums = ClassSums.of(
-            batch.column("label").to_pylist(), batch.column("split").to_pylist(), rows
-        )
-        total = sums if total is None else total.merge(sums)
-    if total is not None:
-        partition = TaskContext.get().partitionId()
-        yield pa.RecordBatch.from_arrays(
-            [pa.array([partition], pa.int64()), pa.array([total.to_bytes()], pa.binary())],
-            schema=SUMS_SCHEMA,
-        )
+def batch_class_sums(batch: pa.RecordBatch) -> ClassSums:
+    labels, split_names = batch.column("label").to_pylist(), batch.column("split").to_pylist()
+    return ClassSums.of(labels, split_names, feature_rows(batch))
 
 
 def class_sums(features: DataFrame, feature_size: int) -> ClassSums:
-    """The ClassSums of rows with a split assigned, one pass, merged in partition order (the
-    same inputs give the same bits)."""
-    import jobio
-    import splits
-
-    jobio.ship_to_workers(features.sparkSession, sys.modules[__name__], splits)
-    parts = features.select("label", "split", "features").mapInArrow(partition_class_sums, SUMS_DDL)
-    total = ClassSums.empty(feature_size)
-    for row in sorted(parts.collect(), key=lambda row: row["partition"]):
-        total = total.merge(ClassSums.from_bytes(bytes(row["sums"])))
-    return total
+    """The ClassSums of rows with a split assigned, one pass."""
+    rows = features.select("label", "split", "features")
+    return summarise(rows, batch_class_sums, ClassSums.empty(feature_size))

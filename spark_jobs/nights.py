@@ -1,8 +1,8 @@
-"""The lake's nightly partitions, as every job reads them: `<root>/ingest_date=<date>/`.
+"""The lake's nightly partitions, as every job reads them (their names: `lake_layout.py`).
 
-A partition is complete once its `_manifest.json` exists (its writer puts it there last):
-featurize's features, pca's vectors. A job lists the complete nights of a root in one listing,
-reads the ones it needs, and a PCA model projects rows into the layout of the vectors table.
+A partition is complete once its manifest exists (its writer puts it there last): featurize's
+features, pca's vectors. A job lists the complete nights of a root in one listing, reads the
+ones it needs, and a PCA model projects rows into the layout of the vectors table.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-MANIFEST = "_manifest.json"  # written last: the night's partition is complete
-PARTITION = "ingest_date"
+import jobio
+from lake_layout import FEATURES_COMPLETE, PARTITION_KEY, night_of, partition, partition_glob
+
 # The vectors table's columns (its `ingest_date` is the partition folder's, not a column of the
 # files: a reader of the table's root gets it from the folder names).
 VECTOR_COLUMNS = ("path", "label", "split", "pca_features")
@@ -25,13 +26,6 @@ VECTOR_COLUMNS = ("path", "label", "split", "pca_features")
 class Nights:
     complete: list[str]  # dates whose partition has its manifest, in the range, in order
     incomplete: list[str]  # dates in the range whose partition has none (a failed night)
-
-
-def night_of(partition_uri: str) -> str | None:
-    """'…/ingest_date=2026-11-25' -> '2026-11-25'; None for anything else."""
-    name = partition_uri.rstrip("/").rsplit("/", 1)[-1]
-    key, _, value = name.partition("=")
-    return value if key == PARTITION else None
 
 
 def nights_between(
@@ -47,17 +41,12 @@ def nights_between(
     )
 
 
-def partition_uri(root: str, night: str) -> str:
-    return f"{root}/{PARTITION}={night}"
-
-
 def list_nights(spark: SparkSession, root: str, until: str, since: str = "") -> Nights:
-    """The nights of a root in a date range, in two listings of the root (not one per night)."""
-    import jobio
-
+    """The complete nights of a features root in a date range, in two listings of the root (not
+    one per night)."""
     return nights_between(
-        jobio.glob(spark, f"{root}/{PARTITION}=*"),
-        jobio.glob(spark, f"{root}/{PARTITION}=*/{MANIFEST}"),
+        jobio.glob(spark, partition_glob(root)),
+        jobio.glob(spark, jobio.join(partition_glob(root), FEATURES_COMPLETE)),
         until,
         since,
     )
@@ -68,12 +57,12 @@ def read_nights(spark: SparkSession, root: str, nights: list[str]) -> DataFrame:
     rows = (
         spark.read.option("basePath", root)
         .option("mergeSchema", "false")
-        .parquet(*(partition_uri(root, night) for night in nights))
+        .parquet(*(partition(root, night) for night in nights))
     )
     missing = {"path", "label", "split", "features"} - set(rows.columns)
     if missing:
         raise SystemExit(f"the features under {root} lack column(s) {sorted(missing)}")
-    return rows.withColumn(PARTITION, F.col(PARTITION).cast("string")).withColumn(
+    return rows.withColumn(PARTITION_KEY, F.col(PARTITION_KEY).cast("string")).withColumn(
         "features_vector", array_to_vector("features")
     )
 
@@ -84,6 +73,6 @@ def project(model: PipelineModel, features: DataFrame) -> DataFrame:
         "path",
         "label",
         "split",
-        PARTITION,
+        PARTITION_KEY,
         vector_to_array("pca_vector", "float32").alias("pca_features"),
     )

@@ -21,12 +21,15 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
-from datetime import date
 
 from pyspark.ml import PipelineModel
 from pyspark.sql import SparkSession
 
-from nights import MANIFEST, PARTITION, VECTOR_COLUMNS, list_nights, project, read_nights
+import jobio
+from job_arguments import add_features_root, add_night, check_nights, folder
+from lake_layout import MODEL, PARTITION_KEY, PCA, PROJECT_COMPLETE, RUNS
+from nights import VECTOR_COLUMNS, list_nights, project, read_nights
+from splits import assign_splits
 
 
 @dataclass(frozen=True)
@@ -40,32 +43,27 @@ class Args:
 
 def parse_args(argv: list[str] | None = None) -> Args:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--features", required=True, help="root of featurize's nightly partitions")
-    parser.add_argument("--since", required=True, help="the first night (YYYY-MM-DD)")
-    parser.add_argument("--until", required=True, help="the last night (YYYY-MM-DD)")
-    parser.add_argument("--model", required=True, help="a night's PCA model: runs/<date>/pca/model")
+    add_features_root(parser)
+    add_night(parser, "--since", "the first night")
+    add_night(parser, "--until", "the last night")
+    parser.add_argument(
+        "--model", required=True, help=f"a night's PCA model: {RUNS}/<date>/{PCA}/{MODEL}"
+    )
     parser.add_argument("--output", required=True, help="where the projected rows go (rewritten)")
     parsed = parser.parse_args(argv)
-    for flag in ("since", "until"):
-        try:
-            date.fromisoformat(getattr(parsed, flag))
-        except ValueError:
-            parser.error(f"--{flag} {getattr(parsed, flag)!r} is not a date (YYYY-MM-DD)")
+    check_nights(parser, parsed, "--since", "--until")
     if parsed.since > parsed.until:
         parser.error(f"--since {parsed.since} is after --until {parsed.until}")
     return Args(
-        parsed.features.rstrip("/"),
+        folder(parsed.features),
         parsed.since,
         parsed.until,
-        parsed.model.rstrip("/"),
-        parsed.output.rstrip("/"),
+        folder(parsed.model),
+        folder(parsed.output),
     )
 
 
 def main(argv: list[str] | None = None) -> None:
-    import jobio
-    from splits import assign_splits
-
     args = parse_args(argv)
     started = time.time()
     spark = SparkSession.builder.appName("fruits-project").getOrCreate()
@@ -77,14 +75,13 @@ def main(argv: list[str] | None = None) -> None:
         )
     model = PipelineModel.load(args.model)
     rows = project(model, assign_splits(read_nights(spark, args.features, nights.complete)))
-    jobio.delete(spark, jobio.join(args.output, MANIFEST))
-    rows.select(*VECTOR_COLUMNS, PARTITION).write.mode("overwrite").partitionBy(PARTITION).parquet(
-        args.output
-    )
+    jobio.delete(spark, jobio.join(args.output, PROJECT_COMPLETE))
+    rows = rows.select(*VECTOR_COLUMNS, PARTITION_KEY)
+    rows.write.mode("overwrite").partitionBy(PARTITION_KEY).parquet(args.output)
     projected = spark.read.parquet(args.output).count()
     jobio.write_json(
         spark,
-        jobio.join(args.output, MANIFEST),
+        jobio.join(args.output, PROJECT_COMPLETE),
         {
             "model": args.model,
             "nights": nights.complete,

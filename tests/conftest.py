@@ -19,12 +19,10 @@ import pytest
 
 import tiers
 from localdev.emulators import airflow_home_env
+from localdev.shared import PRETRAINED_WEIGHTS, SAMPLE_DIR
 
 platform.processor()
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FRUITS_SHARED_DIR", REPO.parent / "shared"))
-SAMPLE_DIR = SHARED / "data" / "fruits360-sample"
-PRETRAINED_WEIGHTS = SHARED / "models" / "mobilenet_v2_1.0_pretrained_no_top.weights.h5"
 
 # Python workers must use this interpreter and find the job modules (the UDFs of an imported
 # job module are pickled by reference). Set before any JVM starts.

@@ -143,9 +143,9 @@ def test_a_deployment_number_that_is_not_one_is_named():
 
 def test_a_weights_file_asked_for_must_exist(monkeypatch, tmp_path):
     # A typo must not run other weights (the shared backbone is beside the repository here).
-    from localdev.run_pipeline import SHARED_WEIGHTS, find_weights
+    from localdev.run_pipeline import PRETRAINED_WEIGHTS, find_weights
 
-    assert SHARED_WEIGHTS.is_file()
+    assert PRETRAINED_WEIGHTS.is_file()
     monkeypatch.delenv("FRUITS_WEIGHTS_FILE", raising=False)
     with pytest.raises(SystemExit, match=r"--weights /typo\.h5: no such file"):
         find_weights(Path("/typo.h5"))
@@ -156,7 +156,7 @@ def test_a_weights_file_asked_for_must_exist(monkeypatch, tmp_path):
     given.write_bytes(b"weights")
     assert find_weights(given) == given
     monkeypatch.delenv("FRUITS_WEIGHTS_FILE")
-    assert find_weights(None) == SHARED_WEIGHTS
+    assert find_weights(None) == PRETRAINED_WEIGHTS
 
 
 @pytest.mark.parametrize(

@@ -360,6 +360,7 @@ def test_the_steps_are_valid_add_job_flow_steps_requests(params):
     assert flags[0]["--output"] == "s3://fruits-lake/features/ingest_date=2026-11-25"
     assert flags[0]["--quarantine"] == "s3://fruits-lake/quarantine/ingest_date=2026-11-25"
     assert flags[0]["--model-cache"] == "s3://fruits-lake/models/compiled"  # kept across nights
+    assert flags[0]["--weights-sha256"] == config().weights_sha256  # compared where loaded
     assert flags[1]["--features"] == "s3://fruits-lake/features"  # the whole history...
     assert flags[1]["--until"] == "2026-11-25"  # ...up to the night
     assert flags[1]["--moments"] == "s3://fruits-lake/moments"

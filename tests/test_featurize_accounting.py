@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from featurize import (
-    EMPTY_FILE_ERROR,
+from accounting import EMPTY_FILE_ERROR, TOO_LARGE_ERROR, account_for, unread_reason
+from image_reading import (
     HIDDEN_NAME_ERROR,
     MAX_FILE_BYTES,
-    TOO_LARGE_ERROR,
-    account_for,
     hidden_from_spark,
     is_image_name,
     literal_path,
-    unread_reason,
 )
 
 pytestmark = pytest.mark.unit

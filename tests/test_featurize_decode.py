@@ -9,15 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from accounting import quarantine_parquet
 from backbone import FEATURE_SIZE
 from decoding import MAX_IMAGE_PIXELS, decode_image
-from featurize import (
-    RESULT_SCHEMA,
-    UnreadableImages,
-    featurize_batch,
-    quarantine_parquet,
-    split_errors,
-)
+from featurize_worker import RESULT_SCHEMA, UnreadableImages, featurize_batch, split_errors
 
 pytestmark = pytest.mark.unit
 

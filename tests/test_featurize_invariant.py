@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 import featurize
+import image_reading
 
 pytestmark = pytest.mark.spark
 
@@ -37,8 +38,8 @@ def test_a_name_the_platform_cannot_read_is_quarantined_and_the_run_goes_on(
     `.12:30:00.jpg.crc` beside it): the job's own reads avoid it, so it stands in here for a
     platform that cannot read some name. Spark skips the file; the job quarantines it with the
     error the driver gets reading it."""
-    options = {k: v for k, v in featurize.IMAGE_READ_OPTIONS.items() if not k.startswith("fs.")}
-    monkeypatch.setattr(featurize, "IMAGE_READ_OPTIONS", options)
+    options = {k: v for k, v in image_reading.IMAGE_READ_OPTIONS.items() if not k.startswith("fs.")}
+    monkeypatch.setattr(image_reading, "IMAGE_READ_OPTIONS", options)
     (tmp_path / "in" / "Kiwi").mkdir(parents=True)
     for name in ("12:30:00.jpg", "plain.jpg"):
         (tmp_path / "in" / "Kiwi" / name).write_bytes(photo())
@@ -59,7 +60,7 @@ def test_an_image_lost_on_the_way_fails_the_run_naming_it(
     (tmp_path / "in" / "Kiwi").mkdir(parents=True)
     for name in ("a.jpg", "b.jpg", "lost one.jpg"):
         (tmp_path / "in" / "Kiwi" / name).write_bytes(photo())
-    read_images = featurize.read_images
+    read_images = image_reading.read_images
 
     def losing_one(*args, **kwargs):
         images, unreadable = read_images(*args, **kwargs)

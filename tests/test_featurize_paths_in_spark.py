@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from featurize import literal_path, path_from_uri, read_paths, unglobbable
+from image_reading import literal_path, path_from_uri, read_paths, unglobbable
 from test_featurize_accounting import ODD_NAMES
 
 pytestmark = pytest.mark.spark

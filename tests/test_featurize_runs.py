@@ -11,6 +11,7 @@ import pytest
 
 import backbone
 import featurize
+import featurize_worker
 
 pytestmark = pytest.mark.spark
 
@@ -191,8 +192,8 @@ def test_label_and_split_from_the_path(spark, path, label, split):
     row = (
         spark.createDataFrame([(path,)], "path string")
         .select(
-            featurize.label_of(F.col("path")).alias("label"),
-            featurize.split_of(F.col("path")).alias("split"),
+            featurize_worker.label_of(F.col("path")).alias("label"),
+            featurize_worker.split_of(F.col("path")).alias("split"),
         )
         .first()
     )

@@ -17,6 +17,7 @@ import pytest
 
 import backbone
 import featurize
+import featurize_worker
 from benchmarks.keras_reference import cosine_rows, keras_features
 
 pytestmark = pytest.mark.spark
@@ -130,11 +131,13 @@ def test_a_later_job_in_the_same_worker_uses_its_own_model(monkeypatch):
             self.value = value
 
     def run_task(broadcast: Broadcast) -> None:
-        list(featurize.featurize_partition(iter([]), broadcast, "tflite", 32, None))
+        list(featurize_worker.featurize_partition(iter([]), broadcast, "tflite", 32, None))
 
     built = []
-    monkeypatch.setattr(featurize, "make_backbone", lambda value, *_: built.append(value) or 1)
-    monkeypatch.setattr(featurize, "_BACKBONE", None)
+    monkeypatch.setattr(
+        featurize_worker, "make_backbone", lambda value, *_: built.append(value) or 1
+    )
+    monkeypatch.setattr(featurize_worker, "_BACKBONE", None)
     first_job = Broadcast("job 1's model")
     run_task(first_job)
     del first_job  # the driver dropped it: freed, unless the worker's cache still holds it

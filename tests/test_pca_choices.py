@@ -5,24 +5,28 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import moments
 import pca
+import principal_components
 
 pytestmark = pytest.mark.unit
 
 
 def test_k_is_the_fewest_components_reaching_the_target():
     cumulative = [0.5, 0.8, 0.95, 0.99, 1.0]
-    assert pca.choose_k(cumulative, 0.95) == 3
-    assert pca.choose_k(cumulative, 0.5) == 1
-    assert pca.choose_k(cumulative, 0.96) == 4
-    assert pca.choose_k(cumulative, 1.0) == 5
-    assert pca.choose_k([0.3, 0.9499999999999], 0.95) == 2  # float noise at the threshold
+    assert principal_components.choose_k(cumulative, 0.95) == 3
+    assert principal_components.choose_k(cumulative, 0.5) == 1
+    assert principal_components.choose_k(cumulative, 0.96) == 4
+    assert principal_components.choose_k(cumulative, 1.0) == 5
+    assert (
+        principal_components.choose_k([0.3, 0.9499999999999], 0.95) == 2
+    )  # float noise at the threshold
 
 
 @pytest.mark.parametrize(("k", "message"), [(1281, "feature size"), (101, "Training rows")])
 def test_a_k_too_large_is_refused(k, message):
     with pytest.raises(SystemExit, match=message):
-        pca.check_k(k, feature_size=1280, rows=100)
+        principal_components.check_k(k, feature_size=1280, rows=100)
 
 
 @pytest.mark.parametrize(
@@ -39,13 +43,17 @@ def test_bad_arguments_are_refused(argv, capsys):
 
 def test_moments_merge_exactly():
     rows = np.random.default_rng(3).normal(2, 3, (500, 7))
-    parts = [pca.Moments.of(rows[:100]), pca.Moments.of(rows[100:101]), pca.Moments.of(rows[101:])]
-    merged = parts[0].merge(pca.Moments.empty(7)).merge(parts[1]).merge(parts[2])
-    whole = pca.Moments.of(rows)
+    parts = [
+        moments.Moments.of(rows[:100]),
+        moments.Moments.of(rows[100:101]),
+        moments.Moments.of(rows[101:]),
+    ]
+    merged = parts[0].merge(moments.Moments.empty(7)).merge(parts[1]).merge(parts[2])
+    whole = moments.Moments.of(rows)
     assert merged.n == 500
     np.testing.assert_allclose(merged.mean, whole.mean, rtol=1e-12)
     np.testing.assert_allclose(merged.m2, whole.m2, rtol=1e-10)
     np.testing.assert_allclose(merged.covariance(), np.cov(rows, rowvar=False), rtol=1e-10)
-    again = pca.Moments.from_bytes(merged.to_bytes())
+    again = moments.Moments.from_bytes(merged.to_bytes())
     assert again.n == 500 and np.array_equal(again.m2, merged.m2)
     assert merged.to_bytes() == again.to_bytes()  # same moments, same bytes

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import classify
+import nights
 import pca
 import splits
 
@@ -96,11 +97,12 @@ def test_pca_writes_the_nights_vectors_model_basis_report_and_plots(spark, tmp_p
         assert (tmp_path / "pca" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     from pyspark.ml import PipelineModel
+    from pyspark.ml.feature import PCAModel
 
     model = PipelineModel.load(str(tmp_path / "pca" / "model"))
-    assert pca.pca_stage(model).getK() == report["k"]
+    assert next(s for s in model.stages if isinstance(s, PCAModel)).getK() == report["k"]
     # The saved model projects new images exactly as the job did...
-    again = read_rows_of(pca.project(model, pca.read_nights(spark, str(root), [NIGHTS[1]])))
+    again = read_rows_of(nights.project(model, nights.read_nights(spark, str(root), [NIGHTS[1]])))
     np.testing.assert_allclose(
         np.stack(vectors["pca_features"]), np.stack(again["pca_features"]), atol=1e-5
     )

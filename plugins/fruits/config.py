@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar, get_type_hints
 
 from fruits.databricks_runtime import RUNTIME as DATABRICKS_RUNTIME
+from fruits.lake_layout import PARTITION_KEY
 from fruits.spark_sizing import EMR_CORE_NODES, EMR_TASK_CONFIG_URL, instance_vcpus
 
 
@@ -274,7 +275,7 @@ class RunConfig:
     def partition_prefix(self, root_prefix: str) -> str:
         """The night's Hive-style partition under a root prefix (features, quarantine, vectors,
         moments)."""
-        return f"{root_prefix}/ingest_date={self.run_date}"
+        return f"{root_prefix}/{PARTITION_KEY}={self.run_date}"
 
     @property
     def features_partition_prefix(self) -> str:

@@ -40,6 +40,7 @@ from typing import Any
 
 from fruits.config import RunConfig
 from fruits.lake import list_objects
+from fruits.lake_layout import FEATURES, QUARANTINE, VECTORS
 
 EXPORT_MANIFEST = "_EXPORT_MANIFEST.json"
 LATEST = "LATEST.json"
@@ -87,9 +88,9 @@ def night_sources(config: RunConfig) -> ExportSources:
     return ExportSources(
         bucket=config.lake_bucket,
         prefixes={
-            "features": config.features_partition_prefix,
-            "quarantine": config.quarantine_partition_prefix,
-            "vectors": config.vectors_partition_prefix,
+            FEATURES: config.features_partition_prefix,
+            QUARANTINE: config.quarantine_partition_prefix,
+            VECTORS: config.vectors_partition_prefix,
             "run": config.run_prefix,
         },
     )

@@ -33,7 +33,7 @@ def list_objects(s3_hook, bucket: str, prefix: str) -> dict[str, dict[str, Any]]
     }
 
 
-# The extensions featurize reads, in any case (spark_jobs/featurize.py, IMAGE_EXTENSIONS).
+# The extensions featurize reads, in any case (spark_jobs/image_reading.py, IMAGE_EXTENSIONS).
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 

@@ -10,19 +10,32 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fruits import lake_layout as layout
 from fruits.config import RunConfig
+
+
+def figure_keys(config: RunConfig) -> dict[str, str]:
+    """The lake keys of the files holding a night's figures: featurize's manifest, pca's report,
+    classify's metrics and night report (the first three mark their outputs complete)."""
+    pca = f"{config.run_prefix}/{layout.PCA}"
+    classify = f"{config.run_prefix}/{layout.CLASSIFY}"
+    return {
+        "manifest": f"{config.features_partition_prefix}/{layout.FEATURES_COMPLETE}",
+        "pca_report": f"{pca}/{layout.PCA_COMPLETE}",
+        "metrics": f"{classify}/{layout.CLASSIFY_COMPLETE}",
+        "night_report": f"{classify}/{layout.REPORT}",
+    }
 
 
 def night_facts(s3_hook, config: RunConfig) -> dict[str, Any]:
     """Read before publishing: a night whose outputs lack them is not published."""
+    keys = figure_keys(config)
 
-    def read(key: str) -> dict[str, Any]:
-        return json.loads(s3_hook.read_key(key, bucket_name=config.lake_bucket))
+    def read(name: str) -> dict[str, Any]:
+        return json.loads(s3_hook.read_key(keys[name], bucket_name=config.lake_bucket))
 
-    manifest = read(f"{config.features_partition_prefix}/_manifest.json")
-    report = read(f"{config.run_prefix}/pca/report.json")
-    metrics = read(f"{config.run_prefix}/classify/metrics.json")
-    night = read(f"{config.run_prefix}/classify/report.json")
+    manifest, report = read("manifest"), read("pca_report")
+    metrics, night = read("metrics"), read("night_report")
     return {
         "photos_new": manifest["counts"]["read"],
         "photos_featurized": manifest["counts"]["featurized"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fruits import lake_layout as layout
 from fruits.config import RunConfig
 
 JOB_ORDER = ("featurize", "pca", "classify")
@@ -81,7 +82,7 @@ def pipeline_jobs(config: RunConfig) -> list[SparkJob]:
     """The night of `run_date`: featurize its photos into its own partition, refit PCA from the
     nights' kept statistics and project the night's photos into its partition of the vectors
     table, then refit the classifier from the statistics of every night up to it."""
-    features, pca = config.uri(config.features_partition_prefix), config.output_uri("pca")
+    features, pca = config.uri(config.features_partition_prefix), config.output_uri(layout.PCA)
     vectors = config.uri(config.vectors_partition_prefix)
     pca_choice = (
         ("--k", str(config.pca_k)) if config.pca_k else ("--variance", str(config.pca_variance))
@@ -94,8 +95,11 @@ def pipeline_jobs(config: RunConfig) -> list[SparkJob]:
                 "--output": features,
                 "--quarantine": config.uri(config.quarantine_partition_prefix),
             },
-            # Converting the weights to TFLite takes ~20 s of driver time: once per weights.
+            # Converting the weights to TFLite costs driver time: once per weights.
             caches={"--model-cache": config.model_cache_uri},
+            # featurize compares the weights it loads with the pinned ones (check_weights did
+            # before the cluster started; the file could change in between).
+            options=("--weights-sha256", config.weights_sha256),
         ),
         SparkJob(
             "pca",
@@ -108,7 +112,7 @@ def pipeline_jobs(config: RunConfig) -> list[SparkJob]:
         SparkJob(
             "classify",
             inputs={"--features": config.uri(config.features_prefix), "--pca": pca},
-            outputs={"--output": config.output_uri("classify")},
+            outputs={"--output": config.output_uri(layout.CLASSIFY)},
             options=("--until", config.run_date),
             # Each night's class sums and evaluation, next to its PCA statistics.
             caches={"--moments": config.uri(config.moments_prefix)},
