@@ -183,12 +183,12 @@ def report_failure(context) -> None:
     doc_md=__doc__,
 )
 def fruits_pipeline():
-    config = resolve_config()  # each setting is also an XCom of its own: config["region"]
     nights_in_order = WaitForEarlierNights(  # a backfill runs several nights at once
         task_id="wait_for_earlier_nights",
         poll_interval_s=DEPLOYMENT.poll_interval_s,
         wait_timeout=timedelta(seconds=DEPLOYMENT.run_timeout_s),
     )
+    config = resolve_config()  # each setting is also an XCom of its own: config["region"]
     nights_in_order >> config
     photos = find_new_photos(config)  # none: the night succeeds here, nothing published
     with TaskGroup("setup", tooltip="the code, the weights, the jobs; the night cleared") as setup:
