@@ -26,6 +26,7 @@ and the bytes exported do not grow (the files whose size changed are listed).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -51,13 +52,14 @@ def history_night(index: int) -> str:
     return f"2026-10-{index + 1:02d}"
 
 
-def night_config(night: str) -> RunConfig:
-    """The night as the DAG would run it, in a lake named BUCKET."""
+def night_config(night: str, weights_sha256: str = "0" * 64) -> RunConfig:
+    """The night as the DAG would run it, in a lake named BUCKET (featurize alone checks the
+    weights against their sha256)."""
     variable = {
         "region": "eu-west-1",
         "lake_bucket": BUCKET,
         "weights_uri": f"s3://{BUCKET}/models/backbone.weights.h5",
-        "weights_sha256": "0" * 64,
+        "weights_sha256": weights_sha256,
         "azure_container": "bench",
     }
     return RunConfig.build({"run_date": night, "platform": "local"}, variable, Deployment())
@@ -94,8 +96,12 @@ def spark_submit(job: SparkJob, cores: int) -> float:
     return time.perf_counter() - started
 
 
-def run_jobs(night: str, lake: Path, names: tuple[str, ...], cores: int) -> dict[str, float]:
-    jobs = {job.name: local(job, lake) for job in pipeline_jobs(night_config(night))}
+def run_jobs(
+    night: str, lake: Path, names: tuple[str, ...], cores: int, weights_sha256: str = "0" * 64
+) -> dict[str, float]:
+    jobs = {
+        job.name: local(job, lake) for job in pipeline_jobs(night_config(night, weights_sha256))
+    }
     return {name: spark_submit(jobs[name], cores) for name in names}
 
 
@@ -162,7 +168,8 @@ def one_scale(scale: int, scratch: Path, weights: Path, cores: int) -> dict:
     (lake / config.input_prefix_of_night).parent.mkdir(parents=True)
     (lake / config.input_prefix_of_night).symlink_to(scratch / "landing" / NEW_NIGHT)
 
-    seconds = run_jobs(NEW_NIGHT, lake, ("featurize",), cores)
+    sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
+    seconds = run_jobs(NEW_NIGHT, lake, ("featurize",), cores, sha256)
     template = lake / config.features_partition_prefix
     history = [history_night(i) for i in range(scale)]
     rows = sum(

@@ -50,8 +50,14 @@ class WaitForEarlierNights(BaseOperator):
 
     def execute(self, context: Any) -> str | None:
         previous = context["ti"].get_previous_dagrun()  # by logical date; None without one
-        if previous is None or previous.state in FINISHED_RUN_STATES:
-            return previous.run_id if previous else None
+        if previous is None:
+            self.log.info("No night before this one: nothing to wait for")
+            return None
+        if previous.state in FINISHED_RUN_STATES:
+            self.log.info(
+                "The night before, run %s, has finished: %s", previous.run_id, previous.state
+            )
+            return previous.run_id
         self.log.info(
             "Waiting for the night before, run %s (%s), to finish", previous.run_id, previous.state
         )
