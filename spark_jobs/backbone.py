@@ -30,16 +30,18 @@ KERAS_MICRO_BATCH = 16
 KERAS3_WEIGHTS = "keras3 .weights.h5"  # model.save_weights() of Keras 3
 LEGACY_WEIGHTS = "keras legacy .h5"  # Keras 2's save_weights(), and Keras' own ImageNet file
 LOADER_FILE_NAMES = {KERAS3_WEIGHTS: "backbone.weights.h5", LEGACY_WEIGHTS: "backbone.h5"}
+# `--weights imagenet`: Keras' own ImageNet file, which Keras downloads (no URI of ours).
+IMAGENET = "imagenet"
 
 
 @dataclass(frozen=True)
 class LoadedWeights:
-    source: str  # "imagenet" or the URI the weights were read from
+    source: str  # IMAGENET or the URI the weights were read from
     sha256: str
     format: str  # KERAS3_WEIGHTS or LEGACY_WEIGHTS
     model_bytes: bytes  # what is broadcast: a TFLite flatbuffer or the pickled weight arrays
     engine: Engine
-    compiled_from: str  # "weights" (converted in this run) or the model-cache URI it came from
+    cached_model: str | None  # the model-cache URI the model was read from; None: converted now
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def load_weights_on_driver(
 ) -> LoadedWeights:
     """Load the weights once on the driver and serialise the model for broadcasting.
 
-    `weights` is "imagenet" (Keras' own file; needs internet or a warm Keras cache) or the URI of
+    `weights` is IMAGENET (Keras' own file; needs internet or a warm Keras cache) or the URI of
     a Keras weights file of either format (file:, s3://, dbfs:, ...). Fails loudly, never falls
     back to other weights. Converting to TFLite costs seconds of driver time; with `model_cache`
     the flatbuffer is kept under a name made of the weights' sha256, the image size and the
@@ -82,12 +84,12 @@ def load_weights_on_driver(
     deployment's pinned weights), weights of any other sha256 stop the job before any model is
     built.
     """
-    if weights == "imagenet":
+    if weights == IMAGENET:
         model = _keras_imagenet_backbone(image_size)
         sha256 = _keras_cache_sha256(model)
         check_sha256(weights, sha256, expected_sha256)
         model_bytes = serialise_model(model, engine)
-        return LoadedWeights(weights, sha256, LEGACY_WEIGHTS, model_bytes, engine, "weights")
+        return LoadedWeights(weights, sha256, LEGACY_WEIGHTS, model_bytes, engine, None)
 
     data = read_weights(weights, storage)
     sha256 = hashlib.sha256(data).hexdigest()
@@ -111,7 +113,7 @@ def load_weights_on_driver(
     model_bytes = serialise_model(model, engine)
     if cached:
         storage.write(cached, model_bytes)
-    return LoadedWeights(weights, sha256, weights_format, model_bytes, engine, "weights")
+    return LoadedWeights(weights, sha256, weights_format, model_bytes, engine, None)
 
 
 def check_sha256(weights: str, sha256: str, expected: str | None) -> None:

@@ -87,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     parser.add_argument("--quarantine", help="unreadable images (default <output>_quarantine)")
     parser.add_argument(
         "--weights",
-        default="imagenet",
+        default=backbone.IMAGENET,
         help="'imagenet' or the URI of a Keras .weights.h5 or legacy .h5 file",
     )
     parser.add_argument(
@@ -115,7 +115,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
 def load_model(spark: SparkSession, args: Args) -> LoadedWeights:
     """The weights read once on the driver (checked against --weights-sha256) and serialised for
     the broadcast, through the model cache when one is given."""
-    weights_uri = args.weights if args.weights == "imagenet" else jobio.qualify(args.weights)
+    weights_uri = args.weights if args.weights == backbone.IMAGENET else jobio.qualify(args.weights)
     storage = Storage(
         read=partial(jobio.read_bytes, spark),
         write=partial(jobio.write_bytes, spark),
@@ -126,8 +126,7 @@ def load_model(spark: SparkSession, args: Args) -> LoadedWeights:
         weights_uri, args.image_size, args.engine, storage, model_cache, args.weights_sha256
     )
     # Said here, not in the manifest: how this run got the model is no fact about the output.
-    origin = loaded.compiled_from
-    print(f"featurize: model {'converted from the weights' if origin == 'weights' else origin}")
+    print(f"featurize: model {loaded.cached_model or 'converted from the weights'}")
     return loaded
 
 

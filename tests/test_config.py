@@ -286,6 +286,20 @@ def test_pca_k_is_bounded_by_the_jobs_feature_size():
         build({"pca_k": size + 1})
 
 
+def test_the_pca_jobs_default_variance_is_the_configs():
+    """pca.py's own `--variance` default (for a user running the job by hand; the DAG always
+    passes one) is the config's, read without importing pyspark."""
+    import ast
+
+    tree = ast.parse((REPO / "spark_jobs" / "pca.py").read_text())
+    (variance,) = [
+        node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "DEFAULT_VARIANCE"
+    ]
+    assert variance == RunConfig.default("pca_variance")
+
+
 def test_the_platform_is_a_type_and_travels_as_text():
     config = build({"platform": "databricks"})
     assert config.platform is Platform.DATABRICKS
