@@ -23,6 +23,7 @@ import itertools
 import json
 import urllib.request
 from datetime import datetime, time, timedelta, timezone
+from time import sleep
 
 import pytest
 from azure.storage.blob import BlobServiceClient
@@ -141,6 +142,10 @@ def backfill(airflow, sequential) -> list[Run]:
     """A backfill of the 3 dates, running again those that have a run, up to 3 at once:
     logical dates D 02:00, so the range ends at the last one's 02:00. The runs as the REST API
     lists them, unsorted here."""
+    # SQLite has one writer: a backfill created while the scheduler is still finishing the night
+    # before can be half created (503, then 409 on the retry) and stop the scheduler
+    # (ObjectDeletedError in _schedule_dag_run, seen under load). Let the scheduler settle first.
+    sleep(15)
     backfill_id = airflow.backfill(
         NIGHTS[0], at(NIGHTS[-1], 2), max_active_runs=3, reprocess="completed"
     )
