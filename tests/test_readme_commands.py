@@ -294,23 +294,24 @@ AZURE = {
 }
 
 
-def stored_connection(conn_id: str):
-    """The connection as Airflow stored it in its metadata database, as the hooks get it."""
+def stored_connection(conn_id: str, env: dict[str, str]):
+    """The connection as Airflow stored it, as the hooks get it."""
     from airflow.models.connection import Connection
-    from airflow.utils.session import create_session
 
-    with create_session() as session:
-        stored = session.query(Connection).filter_by(conn_id=conn_id).one()
-        session.expunge(stored)
-    return stored
-
-
-def delete_connection(conn_id: str) -> None:
-    from airflow.models.connection import Connection
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        session.query(Connection).filter_by(conn_id=conn_id).delete()
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    shown = subprocess.run(
+        [airflow, "connections", "get", conn_id, "-o", "json"],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    (fields,) = json.loads(shown)
+    return Connection(
+        conn_id=conn_id,
+        conn_type=fields["conn_type"],
+        host=fields["host"],
+        login=fields["login"],
+        password=fields["password"],
+        extra=json.dumps(fields["extra_dejson"]),
+    )
 
 
 def test_the_connection_and_variable_commands(airflow_db, tmp_path, monkeypatch):
@@ -339,9 +340,11 @@ def test_the_connection_and_variable_commands(airflow_db, tmp_path, monkeypatch)
     built = {}
     for conn_id, variants in by_id.items():
         for command in variants:
-            delete_connection(conn_id)  # each variant of the command adds it anew
+            subprocess.run(
+                [airflow, "connections", "delete", conn_id], env=env, capture_output=True
+            )
             run_as_a_shell(command, folder, env)
-            connection = stored_connection(conn_id)
+            connection = stored_connection(conn_id, env)
             if conn_id == "fruits_aws":
                 wrapper = AwsConnectionWrapper(connection)
                 assert wrapper.region_name == "eu-west-1"
