@@ -92,9 +92,7 @@ def stage(s3_hook, uri: str, mirror: Path, missing_ok: bool = False) -> Path:
     bucket, key = split_s3_uri(uri)
     if key and s3_hook.check_for_key(key, bucket_name=bucket):
         shutil.rmtree(target, ignore_errors=True)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        s3_hook.get_conn().download_file(bucket, key, str(target))
-        return target
+        return download_object(s3_hook, bucket, key, target)
     folder = key.rstrip("/") + "/"
     objects = {
         item["Key"][len(folder) :]: item
@@ -103,7 +101,8 @@ def stage(s3_hook, uri: str, mirror: Path, missing_ok: bool = False) -> Path:
     }
     if not objects and not missing_ok:
         raise FileNotFoundError(f"nothing under {uri}")
-    sync_folder(s3_hook, bucket, objects, target, mirror / ".synced" / f"{bucket}-{digest(key)}")
+    index = mirror / ".synced" / f"{bucket}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    sync_folder(s3_hook, bucket, objects, target, index)
     return target
 
 
@@ -122,8 +121,7 @@ def sync_folder(s3_hook, bucket: str, objects: dict[str, dict], target: Path, in
     for relative, item in sorted(objects.items()):
         path, version = target / relative, [item["ETag"], item["Size"]]
         if not (path.is_file() and known.get(relative) == [*version, *file_stamp(path)]):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            s3_hook.get_conn().download_file(bucket, item["Key"], str(path))
+            download_object(s3_hook, bucket, item["Key"], path)
         held[relative] = [*version, *file_stamp(path)]
     index.parent.mkdir(parents=True, exist_ok=True)
     index.write_text(json.dumps(held))
@@ -132,10 +130,6 @@ def sync_folder(s3_hook, bucket: str, objects: dict[str, dict], target: Path, in
 def file_stamp(path: Path) -> list[int]:
     stat = path.stat()
     return [stat.st_size, stat.st_mtime_ns]
-
-
-def digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -184,9 +178,7 @@ def download(s3_hook, uri: str, target: Path) -> Path:
     (same layout)."""
     bucket, key = split_s3_uri(uri)
     if key and s3_hook.check_for_key(key, bucket_name=bucket):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        s3_hook.get_conn().download_file(bucket, key, str(target))
-        return target
+        return download_object(s3_hook, bucket, key, target)
     folder = key.rstrip("/") + "/"
     keys = [
         k
@@ -196,9 +188,13 @@ def download(s3_hook, uri: str, target: Path) -> Path:
     if not keys:
         raise FileNotFoundError(f"nothing under {uri}")
     for object_key in keys:
-        path = target / object_key[len(folder) :]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        s3_hook.get_conn().download_file(bucket, object_key, str(path))
+        download_object(s3_hook, bucket, object_key, target / object_key[len(folder) :])
+    return target
+
+
+def download_object(s3_hook, bucket: str, key: str, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    s3_hook.get_conn().download_file(bucket, key, str(target))
     return target
 
 
