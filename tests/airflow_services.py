@@ -259,23 +259,40 @@ class AirflowServices:
         wait_until(appeared, f"a new {run_type} run of {self.dag_id}", timeout)
         return found[0]
 
-    def task_log(self, run_id: str, task_id: str, try_number: int = 1) -> str:
+    def try_number(self, run_id: str, task_id: str) -> int:
         quoted = urllib.parse.quote(run_id, safe="")
-        path = (
-            f"/api/v2/dags/{self.dag_id}/dagRuns/{quoted}/taskInstances/{task_id}"
-            f"/logs/{try_number}?full_content=true"
-        )
-        return "\n".join(_log_line(entry) for entry in self.request("GET", path)["content"])
+        path = f"/api/v2/dags/{self.dag_id}/dagRuns/{quoted}/taskInstances/{task_id}"
+        return self.request("GET", path)["try_number"]
+
+    def task_log(self, run_id: str, task_id: str, try_number: int | None = None) -> str:
+        """One try's log, or (by default) every try's, in order: a task may have been retried
+        (its retry policy, or a scheduler that reset it), and what it did is in all of them. A
+        try with no record (reset before it ran) has no log."""
+        quoted = urllib.parse.quote(run_id, safe="")
+        tries = [try_number] if try_number else range(1, self.try_number(run_id, task_id) + 1)
+        said = []
+        for number in tries:
+            path = (
+                f"/api/v2/dags/{self.dag_id}/dagRuns/{quoted}/taskInstances/{task_id}"
+                f"/logs/{number}?full_content=true"
+            )
+            try:
+                content = self.request("GET", path)["content"]
+            except ApiError as error:
+                if error.status != 404 or try_number:
+                    raise
+                said.append(f"--- try {number}: no record ---")
+                continue
+            said.append(f"--- try {number} ---")
+            said.extend(_log_line(entry) for entry in content)
+        return "\n".join(said)
 
     def explain(self, run: Run, tail: int = 60) -> str:
         """For an assertion message: the run's tasks, and the end of each failed task's log."""
         parts = [f"run {run.run_id}: {run.state}; tasks {run.tasks}"]
         for task_id, state in run.tasks.items():
             if state in UNSUCCESSFUL_TASKS and state != "upstream_failed":
-                quoted = urllib.parse.quote(run.run_id, safe="")
-                tries = self.request(
-                    "GET", f"/api/v2/dags/{self.dag_id}/dagRuns/{quoted}/taskInstances/{task_id}"
-                )["try_number"]
+                tries = self.try_number(run.run_id, task_id)
                 lines = self.task_log(run.run_id, task_id, max(tries, 1)).splitlines()
                 parts.append(f"--- {task_id} (try {tries}) ---\n" + "\n".join(lines[-tail:]))
         return "\n".join(parts)
