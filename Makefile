@@ -40,9 +40,8 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 # The whole suite on TEST_WORKERS processes (pytest-xdist): a module stays on one worker (its
-# fixtures are module-wide), the costliest tiers are handed out first (tests/tiers.py). Three
-# on 2 cores: the services module's processes mostly wait (polls, task start-up).
-TEST_WORKERS ?= 3
+# fixtures are module-wide), the costliest tiers are handed out first (tests/tiers.py).
+TEST_WORKERS ?= 2
 test: lint fuse
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 

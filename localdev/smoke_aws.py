@@ -281,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     smoke = Smoke(json.loads(args.config.read_text()))
     run = smoke.run_config(smoke.config())  # a bad config stops here, naming the setting
     home = Path(tempfile.mkdtemp(prefix="fruits-smoke-airflow-"))
+    # A parent may have started us with SIGINT blocked (a blocked mask is inherited through
+    # exec; seen under pytest-xdist): Ctrl-C must reach us wherever we were started from.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     # A kill (SIGTERM) cleans up as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     env = None

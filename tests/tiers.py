@@ -41,7 +41,7 @@ def tier_problem(nodeid: str, marker_names: Iterable[str]) -> str | None:
 
 # With several workers (`make test`: pytest-xdist, one module per worker at a time) the unit
 # tier still goes first, then the costliest tier first: the services module alone takes a third
-# of the suite, so it must start early while the other workers go through the rest.
+# of the suite, so it must start early while the other worker goes through the rest.
 PARALLEL_ORDER = ("unit", "services", "e2e", "spark", "dag")
 
 
