@@ -215,7 +215,16 @@ class AirflowServices:
             "max_active_runs": max_active_runs,
             "reprocess_behavior": reprocess,
         }
-        return self.request("POST", "/api/v2/backfills", body)["id"]
+        try:
+            return self.request("POST", "/api/v2/backfills", body)["id"]
+        except ApiError as error:
+            # A POST answered 500 under SQLite's one writer may still have created it: the retry
+            # then gets 409. That backfill is the one asked for (none other is ever created here).
+            if error.status != 409 or "already a running backfill" not in str(error):
+                raise
+        found = self.request("GET", f"/api/v2/backfills?dag_id={self.dag_id}")["backfills"]
+        (running,) = [item for item in found if not item["completed_at"]]
+        return running["id"]
 
     def runs(self, run_type: str | None = None) -> list[Run]:
         query = "?order_by=run_after&limit=100" + (f"&run_type={run_type}" if run_type else "")
