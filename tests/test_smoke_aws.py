@@ -95,20 +95,6 @@ def test_a_smoke_night_checks_says_its_cost_and_cleans_up(cloud):
     assert_nothing_left(cloud)
 
 
-def interrupt(smoke: subprocess.Popen, every_s: float = 20, times: int = 3) -> str:
-    """Ctrl-C, as a user presses it: again if nothing happened after a while (one SIGINT was
-    once seen to have no effect in CI, the night running on to its own end; the cause is not
-    known). Once the smoke says "Interrupted." it ignores SIGINT until it has cleaned up, so a
-    later press cannot cut the cleanup short. What it printed."""
-    for _ in range(times):
-        smoke.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        try:
-            return smoke.communicate(timeout=every_s)[0]
-        except subprocess.TimeoutExpired:
-            continue
-    return smoke.communicate(timeout=300)[0]
-
-
 def test_ctrl_c_in_the_middle_of_a_step_still_cleans_up(cloud):
     fake_emr = FakeEmr(cloud["s3"], hanging_step="featurize")
     fake_emr.start()
@@ -131,7 +117,8 @@ def test_ctrl_c_in_the_middle_of_a_step_still_cleans_up(cloud):
             600,
         )
         time.sleep(2)
-        said = interrupt(smoke)
+        smoke.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        said, _ = smoke.communicate(timeout=300)
     finally:
         fake_emr.stop.set()
         fake_emr.join()
