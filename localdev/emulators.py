@@ -29,6 +29,11 @@ AZURITE_KEY = (
 REGION = "eu-west-1"
 
 
+def airflow_database(home: Path) -> Path:
+    """The SQLite metadata database of the private Airflow in `home`."""
+    return home / "airflow.db"
+
+
 def airflow_home_env(home: Path) -> dict[str, str]:
     """A private Airflow: its own SQLite database, this repository's dags/ and plugins/."""
     return {
@@ -36,7 +41,10 @@ def airflow_home_env(home: Path) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        # SQLite has one writer; sqlite3 waits 5 s for it by default. Under load a scheduler
+        # loop can hold it longer, and "database is locked" then fails a request or kills the
+        # scheduler. Production runs Postgres.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_database(home)}?timeout=60",
     }
 
 

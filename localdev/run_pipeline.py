@@ -33,7 +33,7 @@ from fruits import lake_layout
 from fruits.export import LATEST
 from fruits.lake import is_photo
 from localdev import lake
-from localdev.emulators import REPO, Endpoints, airflow_home_env, local_cloud
+from localdev.emulators import REPO, Endpoints, airflow_database, airflow_home_env, local_cloud
 from localdev.progress import ProgressPrinter
 from localdev.shared import PRETRAINED_WEIGHTS
 
@@ -95,7 +95,7 @@ def run_dag(env: dict[str, str], run_date: str, log_file: Path) -> list[str]:
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
     conf = json.dumps({"platform": "local", "run_date": run_date})
     print(f"Running `airflow dags test fruits_pipeline {run_date}` (full log: {log_file})")
-    database = Path(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///"))
+    database = airflow_database(Path(env["AIRFLOW_HOME"]))
     progress = ProgressPrinter(database, "fruits_pipeline", lambda line: print(line, flush=True))
     progress.start()
     try:

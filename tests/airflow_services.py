@@ -39,6 +39,7 @@ from localdev.emulators import airflow_home_env, free_port, wait_until
 AIRFLOW = Path(sys.executable).with_name("airflow")
 FINISHED = ("success", "failed")
 UNSUCCESSFUL_TASKS = ("failed", "upstream_failed", "up_for_retry")
+COMPONENTS = ("scheduler", "dag-processor", "api-server", "triggerer")
 
 
 SQLITE_LOCK_TRIES = 10
@@ -108,8 +109,11 @@ def standalone_env(home: Path, api_port: int, env: dict[str, str]) -> dict[str, 
 class AirflowServices:
     """A client of one running standalone: its REST API v2 and its CLI."""
 
-    def __init__(self, api_url: str, env: dict[str, str], dag_id: str, log_path: Path):
+    def __init__(
+        self, api_url: str, env: dict[str, str], dag_id: str, log_path: Path, standalone_pid: int
+    ):
         self.api_url = api_url
+        self.standalone_pid = standalone_pid
         self.env = env
         self.dag_id = dag_id
         self.log_path = log_path  # standalone's own output: every component's lines
@@ -160,6 +164,30 @@ class AirflowServices:
         if self._token is None:
             self._token = self.request("GET", "/auth/token", auth=False)["access_token"]
         return self._token
+
+    def check_components(self) -> None:
+        """Fail now if a component has died: standalone does not restart one (its threads only
+        read their output), and a dead scheduler would leave every run queued until a timeout.
+        Seen: a scheduler killed by an ObjectDeletedError on a backfill run that the api-server
+        deleted after a "database is locked" (airflow/models/backfill.py
+        `_cleanup_partial_backfill`, scheduler_job_runner.py `_schedule_all_dag_runs`)."""
+        try:
+            children = psutil.Process(self.standalone_pid).children()
+        except psutil.NoSuchProcess:
+            children = []
+        titles = []  # `airflow scheduler`; the api-server retitles itself "airflow api_server"
+        for child in children:
+            with _gone_is_fine():
+                if child.status() != psutil.STATUS_ZOMBIE:
+                    titles.append(" ".join(child.cmdline()).replace("_", "-"))
+        dead = [name for name in COMPONENTS if not any(name in title for title in titles)]
+        if dead:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+            own = [line for line in lines if line.split(" ", 1)[0] in dead][-60:]
+            raise RuntimeError(
+                f"Airflow's {', '.join(dead)} died; standalone does not restart it. "
+                "Its last lines:\n" + "\n".join(own)
+            )
 
     # --- the DAG -------------------------------------------------------------------------------
     def unpause(self) -> None:
@@ -243,6 +271,7 @@ class AirflowServices:
         """Poll until the run succeeds or fails; its final state and its tasks' states."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self.check_components()
             run = self.run(run_id)
             if run.state in FINISHED:
                 return run
@@ -251,17 +280,19 @@ class AirflowServices:
 
     def wait_for_backfill(self, backfill_id: int, timeout: float = 1800) -> None:
         """Poll until the backfill has completed (every run it made or re-ran is done)."""
-        wait_until(
-            lambda: self.request("GET", f"/api/v2/backfills/{backfill_id}")["completed_at"],
-            f"backfill {backfill_id} of {self.dag_id}",
-            timeout,
-        )
+
+        def completed() -> bool:
+            self.check_components()
+            return bool(self.request("GET", f"/api/v2/backfills/{backfill_id}")["completed_at"])
+
+        wait_until(completed, f"backfill {backfill_id} of {self.dag_id}", timeout)
 
     def wait_for_new_run(self, run_type: str, known: set[str], timeout: float = 120) -> str:
         """The id of the first run of that type not in `known` (e.g. the scheduler's)."""
         found: list[str] = []
 
         def appeared() -> bool:
+            self.check_components()
             found[:] = [r.run_id for r in self.runs(run_type) if r.run_id not in known]
             return bool(found)
 
@@ -378,7 +409,9 @@ def airflow_standalone(
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in the terminal goes to pytest, not to it
         )
-    services = AirflowServices(f"http://127.0.0.1:{api_port}", full_env, dag_id, log_path)
+    services = AirflowServices(
+        f"http://127.0.0.1:{api_port}", full_env, dag_id, log_path, process.pid
+    )
     try:
         _wait_until_ready(services, process, timeout)
         yield services

@@ -1,4 +1,5 @@
-"""The services harness stops everything it started: the whole tree, orphans too, stubborn ones."""
+"""The services harness stops everything it started: the whole tree, orphans too, stubborn ones;
+and it notices a component that died instead of waiting on runs it will never schedule."""
 
 import os
 import subprocess
@@ -9,7 +10,8 @@ from contextlib import suppress
 import psutil
 import pytest
 
-from airflow_services import stop_all
+from airflow_services import AirflowServices, stop_all
+from localdev.emulators import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -52,3 +54,42 @@ def test_stop_all_ends_the_tree_and_its_orphans(tmp_path):
             with suppress(psutil.NoSuchProcess):
                 proc.kill()
         parent.wait(timeout=5)
+
+
+# Standalone's four children as `ps` shows them, `airflow scheduler`... and the api-server,
+# which retitles itself: here `sleep`s given those names as their argv[0].
+STANDALONE = """
+import subprocess, sys, time
+for title in ["airflow scheduler", "airflow dag-processor", "airflow triggerer",
+              "airflow api_server -- host:127.0.0.1 port:8080"]:
+    subprocess.Popen([title, "600"], executable="sleep")
+print("started", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_dead_component_fails_the_wait_with_its_last_lines(tmp_path):
+    """Standalone (airflow/cli/commands/standalone_command.py `SubCommand.run`) only reads a
+    component's output: one that dies stays dead, and every run would wait in queued."""
+    log = tmp_path / "standalone.log"
+    log.write_text("scheduler  | ObjectDeletedError: Instance '<DagRun>' has been deleted\n")
+    parent = subprocess.Popen([sys.executable, "-c", STANDALONE], stdout=subprocess.PIPE, text=True)
+    parent.stdout.readline()
+    ports = {f"AIRFLOW__LOGGING__{name}_LOG_SERVER_PORT": "1" for name in ("WORKER", "TRIGGER")}
+    services = AirflowServices("http://127.0.0.1:1", ports, "a_dag", log, parent.pid)
+    try:
+        services.check_components()  # all four alive: nothing to say
+
+        (scheduler,) = [
+            child
+            for child in psutil.Process(parent.pid).children()
+            if "scheduler" in " ".join(child.cmdline())
+        ]
+        scheduler.kill()  # a zombie until its parent reaps it, as standalone never does
+        wait_until(lambda: scheduler.status() == psutil.STATUS_ZOMBIE, "the kill", 5)
+        with pytest.raises(RuntimeError, match="scheduler died") as failure:
+            services.check_components()
+        assert "ObjectDeletedError" in str(failure.value)
+        assert "api-server" not in str(failure.value)
+    finally:
+        assert stop_all(parent.pid, str(tmp_path / "no-home"), grace_s=2, term_s=1) == []
