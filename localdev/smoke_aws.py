@@ -281,9 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     smoke = Smoke(json.loads(args.config.read_text()))
     run = smoke.run_config(smoke.config())  # a bad config stops here, naming the setting
     home = Path(tempfile.mkdtemp(prefix="fruits-smoke-airflow-"))
-    # A parent may have started us with SIGINT blocked (a blocked mask is inherited through
-    # exec; seen under pytest-xdist): Ctrl-C must reach us wherever we were started from.
+    # Ctrl-C must reach us wherever we were started from. A blocked mask and an ignored SIGINT
+    # are both inherited through exec, and Python keeps an inherited SIG_IGN instead of raising
+    # KeyboardInterrupt (docs.python.org/3/library/signal.html). Seen in a pytest worker that
+    # an earlier test's library had left ignoring SIGINT (/proc/<pid>/status SigIgn 0x...2).
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # A kill (SIGTERM) cleans up as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     env = None
