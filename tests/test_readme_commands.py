@@ -294,24 +294,27 @@ AZURE = {
 }
 
 
-def stored_connection(conn_id: str, env: dict[str, str]):
-    """The connection as Airflow stored it, as the hooks get it."""
+def stored_connection(conn_id: str):
+    """The connection as Airflow stored it, read from the metadata database as the hooks read
+    it, in this process (an `airflow connections get` would cost seconds of imports)."""
     from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
 
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    shown = subprocess.run(
-        [airflow, "connections", "get", conn_id, "-o", "json"],
-        env=env, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    (fields,) = json.loads(shown)
-    return Connection(
-        conn_id=conn_id,
-        conn_type=fields["conn_type"],
-        host=fields["host"],
-        login=fields["login"],
-        password=fields["password"],
-        extra=json.dumps(fields["extra_dejson"]),
-    )
+    with create_session() as session:
+        stored = session.scalar(select(Connection).where(Connection.conn_id == conn_id))
+        assert stored is not None, conn_id
+        session.expunge(stored)  # its password and extra decrypt outside the session too
+    return stored
+
+
+def stored_variable(key: str) -> str:
+    from airflow.models.variable import Variable
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return session.scalar(select(Variable).where(Variable.key == key)).val
 
 
 def test_the_connection_and_variable_commands(airflow_db, tmp_path, monkeypatch):
@@ -343,7 +346,7 @@ def test_the_connection_and_variable_commands(airflow_db, tmp_path, monkeypatch)
             if variant:  # the variant before added it (each CLI call costs seconds of imports)
                 run_as_a_shell(f"{airflow} connections delete {conn_id}", folder, env)
             run_as_a_shell(command, folder, env)
-            connection = stored_connection(conn_id, env)
+            connection = stored_connection(conn_id)
             if conn_id == "fruits_aws":
                 wrapper = AwsConnectionWrapper(connection)
                 assert wrapper.region_name == "eu-west-1"
@@ -364,7 +367,7 @@ def test_the_connection_and_variable_commands(airflow_db, tmp_path, monkeypatch)
 
     (command,) = matching(r"airflow variables set fruits_config .*")
     run_as_a_shell(command, folder, env)
-    stored = run_as_a_shell(f"{airflow} variables get fruits_config", folder, env)
+    stored = stored_variable("fruits_config")
     assert json.loads(stored) == json.loads((folder / "fruits_config.json").read_text())
     config_from_variable(parse_variable(stored))  # valid settings, as the DAG reads them
 
