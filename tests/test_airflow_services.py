@@ -9,12 +9,14 @@ One standalone for the module; the runs follow each other (fixtures order them):
    succeeds, says so, and publishes nothing;
 2. the CLI trigger, without a logical date, processes its run-after date (today): it looks for
    today's photos only (other dates have some), finds none, and stops there;
-3. two sequential nights D1, D2 through the REST API (D1 without a logical date), photos
-   landed for each: the lake they leave is kept;
-4. a backfill of D1..D2 with max_active_runs 3 runs the two dates again, one after the other
-   in date order: the lake it leaves is the one the sequential nights left;
-5. one night on platform emr: its steps watched by deferrable sensors in the real triggerer,
-   the cluster terminated by the teardown (FakeEmr plays the cluster in moto's backend).
+3. night D1 through the REST API without a logical date (its run_after on D1): the lake it
+   leaves is kept;
+4. a backfill of D1..D2 with max_active_runs 3 runs D1 again and D2 for the first time, D2's
+   work only after D1 has ended: D1's outputs are the first run's, object for object, and D2
+   refits over both nights;
+5. one night on platform emr, triggered with a logical date (as the UI's form sets one): its
+   steps watched by deferrable sensors in the real triggerer, the cluster terminated by the
+   teardown (FakeEmr plays the cluster in moto's backend).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ NOW = datetime.now(timezone.utc)
 TODAY = NOW.date()
 # With catchup=False, unpausing makes the latest night whose 02:00 UTC run time has passed.
 LAST_NIGHT = (NOW - timedelta(hours=2)).date() - timedelta(days=1)
-# Two nights show the order a backfill keeps (a third ran the same code, for ~2 min of CI).
+# Two nights show the order a backfill keeps; each local night costs minutes of CI.
 NIGHTS = [TODAY - timedelta(days=days) for days in (10, 9)]
 EMR_NIGHT = TODAY - timedelta(days=5)  # last of the module: its outputs are the fake EMR's
 CLASSES = ("Apple Braeburn", "Banana")  # 2 classes x 2 photos x Training/Test per night
@@ -129,17 +131,14 @@ def cli_run(airflow, night) -> Run:
 
 
 @pytest.fixture(scope="module")
-def sequential(airflow, cli_run, cloud) -> tuple[list[Run], dict]:
-    """D1 through the REST API without a logical date (its run_after on D1), D2 with
-    its logical date (as the UI's form sets one); the lake they leave."""
-    runs = [airflow.wait_for_run(airflow.trigger({}, None, run_after=at(NIGHTS[0], 9, 30)))]
-    for day in NIGHTS[1:]:
-        runs.append(airflow.wait_for_run(airflow.trigger({}, logical_date=at(day, 2))))
-    return runs, lake_state(cloud["s3"])
+def first_night(airflow, cli_run, cloud) -> tuple[Run, dict]:
+    """D1 through the REST API without a logical date (its run_after on D1); the lake it leaves."""
+    run = airflow.wait_for_run(airflow.trigger({}, None, run_after=at(NIGHTS[0], 9, 30)))
+    return run, lake_state(cloud["s3"], NIGHTS[:1])
 
 
 @pytest.fixture(scope="module")
-def backfill(airflow, sequential) -> list[Run]:
+def backfill(airflow, first_night) -> list[Run]:
     """A backfill of the 2 dates, running again those that have a run, up to 3 at once:
     logical dates D 02:00, so the range ends at the last one's 02:00. The runs as the REST API
     lists them, unsorted here."""
@@ -160,7 +159,7 @@ def _logical(run: Run) -> datetime:
     return datetime.fromisoformat(run.logical_date) if run.logical_date else run.run_after_time
 
 
-def lake_state(s3) -> dict[str, object]:
+def lake_state(s3, nights: list) -> dict[str, object]:
     """Every output object of the lake by name, Spark's random write id taken out of part-file
     names, with its bytes' MD5; a model's files by name only (Spark ML writes its save time and
     random uids in their metadata, and LBFGS sums its gradients in the order tasks finish); a
@@ -172,7 +171,7 @@ def lake_state(s3) -> dict[str, object]:
         for name, meta in list_lake(s3, root).items():
             exact = "/model/" not in name and not name.endswith(".parquet")
             state[f"{root}/{without_write_ids([name])[0]}"] = meta["etag"] if exact else None
-    for day in NIGHTS:
+    for day in nights:
         for table, columns in ROWS_OF.items():
             rows = read_parquet_rows(s3, table.format(day=day), columns)
             state[f"{table.format(day=day)} rows"] = sorted(tuple(r.values()) for r in rows)
@@ -231,27 +230,24 @@ def test_the_cli_trigger_without_logical_date_processes_its_run_after_date(airfl
     assert list_lake(cloud["s3"], "features") == {}  # no other date's photos either
 
 
-def test_rest_triggers_with_and_without_logical_date_run_their_nights(airflow, cloud, sequential):
-    runs, _ = sequential
-    assert runs[0].logical_date is None and runs[0].run_after_time.date() == NIGHTS[0]
-    for run, day in zip(runs, NIGHTS, strict=True):
-        assert_published(airflow, cloud, run, day.isoformat())
-    report = read_json(cloud["s3"], f"runs/{NIGHTS[-1]}/pca/report.json")
-    assert report["nights"] == [day.isoformat() for day in NIGHTS]
-    assert report["rows"] == {"fitted": 8, "projected": 8}  # 2 nights x 4 Training; the night
-    features = read_parquet_rows(cloud["s3"], f"features/ingest_date={NIGHTS[1]}", ["path"])
-    assert len(features) == 8 and all(f"/landing/{NIGHTS[1]}/" in r["path"] for r in features)
+def test_a_rest_trigger_without_logical_date_runs_its_run_after_night(airflow, cloud, first_night):
+    run, _ = first_night
+    assert run.logical_date is None and run.run_after_time.date() == NIGHTS[0]
+    assert_published(airflow, cloud, run, NIGHTS[0].isoformat())
+    features = read_parquet_rows(cloud["s3"], f"features/ingest_date={NIGHTS[0]}", ["path"])
+    assert len(features) == 8 and all(f"/landing/{NIGHTS[0]}/" in r["path"] for r in features)
 
 
-def test_a_backfill_reruns_each_date_and_leaves_the_sequential_nights_lake(
-    airflow, cloud, sequential, backfill
+def test_a_backfill_runs_each_date_in_order_and_reruns_a_night_exactly(
+    airflow, cloud, first_night, backfill
 ):
     """A backfill's own max_active_runs (3 here) lets its runs be running at once: the DAG's
     max_active_runs=1 does not cap it (airflow/models/backfill.py `_create_backfill`, and the
     scheduler's `_start_queued_dagruns` counting a backfill's runs against the backfill's
     limit). Each night's work (from resolve_config on) must still start after the night
-    before has ended: by the runs' own timestamps, from the REST API."""
-    _, lake_before = sequential
+    before has ended: by the runs' own timestamps, from the REST API. D1 run again leaves the
+    bytes its first run left; D2, new, refits over both nights from D1's kept statistics."""
+    _, lake_before = first_night
     assert [run.state for run in backfill] == ["success"] * len(NIGHTS), "\n".join(
         airflow.explain(run) for run in backfill
     )
@@ -263,10 +259,20 @@ def test_a_backfill_reruns_each_date_and_leaves_the_sequential_nights_lake(
     # ...though the backfill had them running at once: the gate, not Airflow, kept them apart.
     starts = [datetime.fromisoformat(run.start_date) for run in by_work_start]
     assert any(start < before.ended for start, before in zip(starts[1:], by_work_start))
-    assert lake_state(cloud["s3"]) == lake_before  # same objects, same bytes
-    for run, day in zip(backfill, NIGHTS, strict=True):
+
+    lake_after = lake_state(cloud["s3"], NIGHTS)
+    assert {name: lake_after.get(name) for name in lake_before} == lake_before  # same bytes
+    added = set(lake_after) - set(lake_before)
+    assert added and all(str(NIGHTS[1]) in name for name in added), sorted(added)
+    report = read_json(cloud["s3"], f"runs/{NIGHTS[1]}/pca/report.json")
+    assert report["nights"] == [day.isoformat() for day in NIGHTS]
+    assert report["rows"] == {"fitted": 8, "projected": 8}  # 2 nights x 4 Training; the night
+    features = read_parquet_rows(cloud["s3"], f"features/ingest_date={NIGHTS[1]}", ["path"])
+    assert len(features) == 8 and all(f"/landing/{NIGHTS[1]}/" in r["path"] for r in features)
+
+    for run, day in zip(by_work_start, NIGHTS, strict=True):
         assert_published(airflow, cloud, run, day.isoformat())
-        # One published copy of the date: the re-run's, in a folder of its own.
+        # One published copy of the date: the last run's (D1's first copy was replaced).
         latest = latest_published(cloud["container"], "fruits", day.isoformat())
         copies = {
             "/".join(blob.name.split("/")[:4]) + "/"
@@ -274,10 +280,8 @@ def test_a_backfill_reruns_each_date_and_leaves_the_sequential_nights_lake(
             if not blob.name.endswith("/LATEST.json")
         }
         assert copies == {latest["prefix"]}, copies
-        # Cleared runs (D2) publish into a folder of their own (<run id>.<clearing>).
         folder = latest["prefix"].split("/")[3]
-        names = {attempt_name(run.run_id), attempt_name(run.run_id, 1)}
-        assert folder in {f"attempt={name}" for name in names}, folder
+        assert folder == f"attempt={attempt_name(run.run_id)}", folder
 
 
 def test_the_harness_reads_task_logs_and_sets_variables(airflow, night):
@@ -314,6 +318,7 @@ def test_an_emr_night_under_real_services(airflow, cloud, emr_night):
     cluster ends TERMINATED, and Azure has the night's copy."""
     run, fake_emr = emr_night
     assert run.state == "success", airflow.explain(run)
+    assert datetime.fromisoformat(run.logical_date) == at(EMR_NIGHT, 2)  # as the UI's form
     assert fake_emr.ran == ["featurize", "pca", "classify"]
     assert run.tasks["emr.terminate_emr_cluster"] == "success"
     for job in ("featurize", "pca", "classify"):
