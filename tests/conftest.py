@@ -16,6 +16,7 @@ from pathlib import Path
 import croniter  # noqa: F401
 import numpy.testing  # noqa: F401
 import pytest
+from cryptography.fernet import Fernet
 
 import tiers
 from localdev.emulators import airflow_home_env
@@ -42,6 +43,10 @@ AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="fruits-airflow-tests-"))
 os.environ.update(
     {
         **airflow_home_env(AIRFLOW_HOME),
+        # One Fernet key for this process and every `airflow` it starts: the first `airflow`
+        # command writes a random one into airflow.cfg, which a process that had read its
+        # configuration before would not have (connections' secrets would not decrypt).
+        "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
         "FRUITS_POLL_INTERVAL_S": "1",
         "FRUITS_STEP_TIMEOUT_S": "120",
         "FRUITS_RETRY_DELAY_S": "1",
