@@ -212,3 +212,16 @@ def test_s3_objects_are_hashed_in_bounded_chunks():
     )
     assert export.s3_sha256(hook, BUCKET, "k") == hashlib.sha256(body).hexdigest()
     assert read_sizes and set(read_sizes) == {export.S3_READ_CHUNK}
+
+
+def test_each_clearing_of_a_run_publishes_into_a_folder_of_its_own():
+    """A run cleared in the UI keeps its run id; Airflow counts the clearings in
+    `DagRun.clear_number` (the DAG passes it to `export_target`). Each attempt writes a new
+    folder, so a re-run never overwrites the copy LATEST.json points at."""
+    run_id = "scheduled__2026-11-24T02:00:00+00:00"
+    folders = [export.attempt_name(run_id, clearing) for clearing in range(3)]
+    assert folders == [
+        "scheduled__2026-11-24T02_00_00_00_00",
+        "scheduled__2026-11-24T02_00_00_00_00.1",
+        "scheduled__2026-11-24T02_00_00_00_00.2",
+    ]
