@@ -317,7 +317,26 @@ def stored_variable(key: str) -> str:
         return session.scalar(select(Variable).where(Variable.key == key)).val
 
 
-def test_the_connection_and_variable_commands(airflow_db, tmp_path, monkeypatch):
+DEPLOY_CONNECTIONS = ("fruits_aws", "fruits_databricks", "fruits_wasb")
+
+
+@pytest.fixture
+def forgotten_afterwards(airflow_db):
+    """The metadata database is the worker's, shared with the modules it runs next: what the
+    commands store goes when the test ends (a stored fruits_databricks made
+    test_dag_databricks_run's missing-connection test find one)."""
+    yield
+    from airflow.models.connection import Connection
+    from airflow.models.variable import Variable
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    with create_session() as session:
+        session.execute(delete(Connection).where(Connection.conn_id.in_(DEPLOY_CONNECTIONS)))
+        session.execute(delete(Variable).where(Variable.key == "fruits_config"))
+
+
+def test_the_connection_and_variable_commands(forgotten_afterwards, tmp_path, monkeypatch):
     """deploy-aws.md's `airflow connections add` and `airflow variables set`, run as written in a
     private Airflow, then read back by the providers' own code: WasbHook.get_conn builds a
     service-principal credential (tenant_id, login, password) or DefaultAzureCredential (no
@@ -338,7 +357,7 @@ def test_the_connection_and_variable_commands(airflow_db, tmp_path, monkeypatch)
     by_id: dict[str, list[str]] = {}
     for command in commands:
         by_id.setdefault(command.split()[3], []).append(command)
-    assert sorted(by_id) == ["fruits_aws", "fruits_databricks", "fruits_wasb"], by_id
+    assert sorted(by_id) == list(DEPLOY_CONNECTIONS), by_id
 
     built = {}
     for conn_id, variants in by_id.items():
