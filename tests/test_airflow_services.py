@@ -11,9 +11,9 @@ One standalone for the module; the runs follow each other (fixtures order them):
    today's photos only (other dates have some), finds none, and stops there;
 3. night D1 through the REST API without a logical date (its run_after on D1): the lake it
    leaves is kept;
-4. a backfill of D1..D2 with max_active_runs 3 runs D1 again and D2 for the first time, D2's
-   work only after D1 has ended: D1's outputs are the first run's, object for object, and D2
-   refits over both nights;
+4. a backfill of D1..D3 with max_active_runs 3 runs D1 again, D2 for the first time and D3
+   (no photos), each night's work only after the night before has ended: D1's outputs are the
+   first run's, object for object, D2 refits over both nights, D3 adds nothing;
 5. one night on platform emr, triggered with a logical date (as the UI's form sets one): its
    steps watched by deferrable sensors in the real triggerer, the cluster terminated by the
    teardown (FakeEmr plays the cluster in moto's backend).
@@ -51,8 +51,10 @@ NOW = datetime.now(timezone.utc)
 TODAY = NOW.date()
 # With catchup=False, unpausing makes the latest night whose 02:00 UTC run time has passed.
 LAST_NIGHT = (NOW - timedelta(hours=2)).date() - timedelta(days=1)
-# Two nights show the order a backfill keeps; each local night costs minutes of CI.
+# Two nights with photos show what a backfill leaves; each costs minutes of CI. The backfill
+# takes a third date, without photos (seconds): three runs at once, kept in date order.
 NIGHTS = [TODAY - timedelta(days=days) for days in (10, 9)]
+BACKFILL = [*NIGHTS, NIGHTS[-1] + timedelta(days=1)]
 EMR_NIGHT = TODAY - timedelta(days=5)  # last of the module: its outputs are the fake EMR's
 CLASSES = ("Apple Braeburn", "Banana")  # 2 classes x 2 photos x Training/Test per night
 LAKE_OUTPUTS = ("features", "quarantine", "vectors", "moments", "runs")
@@ -65,8 +67,9 @@ def at(day, hour: int, minute: int = 0) -> datetime:
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory, pretrained_weights):
     """moto + Azurite, the lake seeded: weights, 8 real photos for each of the two nights (none
-    for today, the CLI trigger's), a note (not a photo) landed for the scheduled night, 2 photos
-    for the EMR night. moto runs in this process: FakeEmr drives its EMR backend."""
+    for the backfill's third date, nor for today, the CLI trigger's), a note (not a photo)
+    landed for the scheduled night, 2 photos for the EMR night. moto runs in this process:
+    FakeEmr drives its EMR backend."""
     workdir = tmp_path_factory.mktemp("airflow-services")
     with local_cloud(workdir, threaded_moto=True) as endpoints:
         reset = urllib.request.Request(f"{endpoints.s3_url}/moto-api/reset", b"", method="POST")  # noqa: S310
@@ -139,7 +142,7 @@ def first_night(airflow, cli_run, cloud) -> tuple[Run, dict]:
 
 @pytest.fixture(scope="module")
 def backfill(airflow, first_night) -> list[Run]:
-    """A backfill of the 2 dates, running again those that have a run, up to 3 at once:
+    """A backfill of the 3 dates, running again those that have a run, up to 3 at once:
     logical dates D 02:00, so the range ends at the last one's 02:00. The runs as the REST API
     lists them, unsorted here."""
     # SQLite has one writer: a backfill created while the scheduler is still finishing the night
@@ -148,10 +151,10 @@ def backfill(airflow, first_night) -> list[Run]:
     # now waits 60 s for the lock (localdev.emulators); settling first costs little more.
     sleep(15)
     backfill_id = airflow.backfill(
-        NIGHTS[0], at(NIGHTS[-1], 2), max_active_runs=3, reprocess="completed"
+        BACKFILL[0], at(BACKFILL[-1], 2), max_active_runs=3, reprocess="completed"
     )
     airflow.wait_for_backfill(backfill_id)
-    runs = [r for r in airflow.runs() if r.logical_date and _logical(r).date() in NIGHTS]
+    runs = [r for r in airflow.runs() if r.logical_date and _logical(r).date() in BACKFILL]
     return [airflow.run(run.run_id) for run in runs]
 
 
@@ -246,19 +249,21 @@ def test_a_backfill_runs_each_date_in_order_and_reruns_a_night_exactly(
     scheduler's `_start_queued_dagruns` counting a backfill's runs against the backfill's
     limit). Each night's work (from resolve_config on) must still start after the night
     before has ended: by the runs' own timestamps, from the REST API. D1 run again leaves the
-    bytes its first run left; D2, new, refits over both nights from D1's kept statistics."""
+    bytes its first run left; D2, new, refits over both nights from D1's kept statistics; D3,
+    without photos, waits its turn too and adds nothing."""
     _, lake_before = first_night
-    assert [run.state for run in backfill] == ["success"] * len(NIGHTS), "\n".join(
+    assert [run.state for run in backfill] == ["success"] * len(BACKFILL), "\n".join(
         airflow.explain(run) for run in backfill
     )
-    assert sorted(_logical(run).date() for run in backfill) == NIGHTS
+    assert sorted(_logical(run).date() for run in backfill) == BACKFILL
     by_work_start = sorted(backfill, key=lambda run: run.task_started("resolve_config"))
-    assert [_logical(run).date() for run in by_work_start] == NIGHTS  # ran in date order
+    assert [_logical(run).date() for run in by_work_start] == BACKFILL  # ran in date order
     for before, after in itertools.pairwise(by_work_start):
         assert after.task_started("resolve_config") >= before.ended, (before, after)
-    # ...though the backfill had them running at once: the gate, not Airflow, kept them apart.
+    # ...though the backfill had all three running at once: the gate, not Airflow, kept them
+    # apart (each run started before the first night ended).
     starts = [datetime.fromisoformat(run.start_date) for run in by_work_start]
-    assert any(start < before.ended for start, before in zip(starts[1:], by_work_start))
+    assert all(start < by_work_start[0].ended for start in starts), (starts, by_work_start[0])
 
     lake_after = lake_state(cloud["s3"], NIGHTS)
     assert {name: lake_after.get(name) for name in lake_before} == lake_before  # same bytes
@@ -270,7 +275,9 @@ def test_a_backfill_runs_each_date_in_order_and_reruns_a_night_exactly(
     features = read_parquet_rows(cloud["s3"], f"features/ingest_date={NIGHTS[1]}", ["path"])
     assert len(features) == 8 and all(f"/landing/{NIGHTS[1]}/" in r["path"] for r in features)
 
-    for run, day in zip(by_work_start, NIGHTS, strict=True):
+    *with_photos, (empty, empty_day) = zip(by_work_start, BACKFILL, strict=True)
+    assert_nothing_to_do(airflow, cloud, empty, empty_day.isoformat())
+    for run, day in with_photos:
         assert_published(airflow, cloud, run, day.isoformat())
         # One published copy of the date: the last run's (D1's first copy was replaced).
         latest = latest_published(cloud["container"], "fruits", day.isoformat())

@@ -3,7 +3,7 @@ runs it: `execute` either returns at once or raises `TaskDeferred` (airflow/sdk/
 `BaseOperator.defer`), and the triggerer hands the trigger's event to the resume method. The
 event's shape is the standard provider's `DagStateTrigger.run` under Airflow 3
 (providers/standard/triggers/external_task.py: `(classpath, {**serialized, run_id: state})`).
-Its behaviour under real services (a REST backfill of three nights) is in
+Its behaviour under real services (a REST backfill of three dates) is in
 test_airflow_services.py."""
 
 from __future__ import annotations
