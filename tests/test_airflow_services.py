@@ -275,9 +275,9 @@ def test_a_backfill_runs_each_date_in_order_and_reruns_a_night_exactly(
     features = read_parquet_rows(cloud["s3"], f"features/ingest_date={NIGHTS[1]}", ["path"])
     assert len(features) == 8 and all(f"/landing/{NIGHTS[1]}/" in r["path"] for r in features)
 
-    *with_photos, (empty, empty_day) = zip(by_work_start, BACKFILL, strict=True)
-    assert_nothing_to_do(airflow, cloud, empty, empty_day.isoformat())
-    for run, day in with_photos:
+    *with_photos, without_photos = by_work_start  # in date order, as checked above
+    assert_nothing_to_do(airflow, cloud, without_photos, BACKFILL[-1].isoformat())
+    for run, day in zip(with_photos, NIGHTS, strict=True):
         assert_published(airflow, cloud, run, day.isoformat())
         # One published copy of the date: the last run's (D1's first copy was replaced).
         latest = latest_published(cloud["container"], "fruits", day.isoformat())
